@@ -1,0 +1,69 @@
+"""The user interface: ``nox -s <session> [-- args]``.
+
+Heavy sessions (tests, train, benchmark, reproduce_*) share ONE virtual environment,
+``.nox/overfeat``, because PyTorch alone fills several GB; it is created on first use and
+re-installed only when ``pyproject.toml`` changes. ``lint`` has its own small environment.
+
+Set ``OVERFEAT_TORCH`` to the pip requirement(s) for PyTorch (default: the pinned CUDA build,
+which also runs on the CPU); set it to an empty string to keep a PyTorch you installed yourself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "lint"]
+
+ROOT = Path(__file__).resolve().parent
+ENV = ROOT / ".nox" / "overfeat"
+TORCH = os.environ.get("OVERFEAT_TORCH", "torch==2.14.1 torchvision==0.29.1").split()
+
+
+def _python(session: nox.Session) -> str:
+    """The shared environment's interpreter, created or refreshed as needed."""
+    py = ENV / "bin" / "python"
+    stamp = ENV / ".installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + " ".join(TORCH).encode())
+    if not py.exists():
+        session.run(sys.executable, "-m", "venv", str(ENV), external=True)
+    if not stamp.exists() or stamp.read_text() != want.hexdigest():
+        pip = [str(py), "-m", "pip", "install", "--quiet"]
+        if TORCH:
+            session.run(*pip, *TORCH, external=True)
+        session.run(*pip, "-e", f"{ROOT}[dev]", external=True)
+        stamp.write_text(want.hexdigest())
+    return str(py)
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (CPU; ``gpu`` tests skip themselves without CUDA)."""
+    session.run(_python(session), "-m", "pytest", *session.posargs, external=True)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the whole tree."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".", *session.posargs)
+
+
+@nox.session(python=False)
+def train(session: nox.Session) -> None:
+    """Train a network: ``nox -s train -- classifier --data DIR --arch fast --out RUN``."""
+    session.run(_python(session), "-m", "overfeat", "train", *session.posargs, external=True)
+
+
+@nox.session(python=False)
+def benchmark(session: nox.Session) -> None:
+    """Run benchmarks: ``nox -s benchmark -- dense_vs_windows`` (all when none is named)."""
+    names = session.posargs or sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py"))
+    for name in names:
+        session.run(_python(session), str(ROOT / "benchmarks" / f"{name}.py"), external=True)
