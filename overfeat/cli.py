@@ -11,7 +11,12 @@ import argparse
 import importlib
 import sys
 
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = (
+    "overfeat.engine.cli",  # train
+    "overfeat.data.synthetic",  # make-synthetic
+    "overfeat.release.classify",  # classify
+    "overfeat.geometry",  # geometry
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,148 @@
+"""``overfeat train classifier ...``: the command line of the training engine.
+
+One process::
+
+    overfeat train classifier --data DATA --arch fast --out runs/fast
+
+One node with 8 GPUs (the global batch is split over the processes)::
+
+    torchrun --standalone --nproc_per_node 8 -m overfeat train classifier \\
+        --data DATA --arch fast --out runs/fast --resume auto
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+__all__ = ["build_config", "register"]
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train a network (paper recipe, §3.1)",
+        description="Train an OverFeat network. One process by default; under torchrun, "
+        "one process per device with DistributedDataParallel.",
+    )
+    what = train.add_subparsers(dest="what", required=True, metavar="WHAT")
+    p = what.add_parser(
+        "classifier",
+        help="train the fast or accurate classifier on an ILSVRC-layout folder",
+        description="Defaults are the paper's recipe (§3.1): SGD momentum 0.6, weight decay "
+        "1e-5, batch 128, lr 5e-2 halved after epochs 30, 50, 60, 70, 80, dropout 0.5, "
+        "N(0, 1e-2) init, 90 epochs (decision PAPER_EPOCHS). --recipe toy is the small-width "
+        "recipe that trains on a CPU in minutes.",
+    )
+    p.add_argument("--data", required=True, help="dataset root (ILSVRC / Kaggle layout)")
+    p.add_argument("--arch", choices=("fast", "accurate"), default="fast")
+    p.add_argument("--width", type=float, default=None, help="channel multiplier (paper 1, toy 1/8)")
+    p.add_argument("--recipe", choices=("paper", "toy"), default="paper")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="GLOBAL batch over all processes; without --lr the learning rate scales "
+        "linearly with it (decision LINEAR_LR_SCALING)",
+    )
+    p.add_argument("--lr", type=float, default=None, help="learning rate at --batch-size")
+    p.add_argument("--momentum", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--init", choices=("normal", "he"), default=None,
+                   help="normal: N(0, init-std²) (paper); he: N(0, 2/fan_in) (toy)")  # fmt: skip
+    p.add_argument("--init-std", type=float, default=None)
+    p.add_argument("--workers", type=int, default=None, help="data-loading processes per rank")
+    p.add_argument("--eval-batch-size", type=int, default=None)
+    p.add_argument("--out", default=None, help="run directory (default runs/classifier)")
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="auto|PATH",
+        help="'auto': continue from the newest readable checkpoint in --out (start fresh if "
+        "none); or a checkpoint file",
+    )
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS")
+    p.add_argument("--keep-checkpoints", type=int, default=None)
+    p.add_argument("--log-every", type=int, default=None, metavar="STEPS")
+    p.add_argument("--stop-after-steps", type=int, default=None, metavar="STEPS")
+    p.add_argument("--max-train-samples", type=int, default=None)
+    p.add_argument("--max-val-samples", type=int, default=None)
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
+    p.add_argument("--amp", choices=("auto", "bf16", "none"), default=None)
+    p.add_argument("--channels-last", choices=("auto", "yes", "no"), default=None)
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.set_defaults(func=_run_classifier)
+
+    r = what.add_parser(
+        "report",
+        help="render a run's recorded metrics into reports/training/",
+        description="Copy RUN_DIR's metrics.jsonl, config.json, command.txt and "
+        "environment.json to OUT as NAME_*, write NAME_epochs.csv and render NAME.md from them.",
+    )
+    r.add_argument("run_dir", help="a run directory written by 'overfeat train classifier'")
+    r.add_argument("--out", default="reports/training")
+    r.add_argument("--name", default="toy")
+    r.set_defaults(func=_run_report)
+
+
+_FIELDS = (
+    "data", "out", "arch", "width", "epochs", "batch_size", "lr", "momentum", "weight_decay",
+    "dropout", "init", "init_std", "workers", "eval_batch_size", "seed", "checkpoint_every",
+    "keep_checkpoints", "log_every", "stop_after_steps", "max_train_samples", "max_val_samples",
+    "compile", "amp", "channels_last", "device", "progress",
+)  # fmt: skip
+
+
+def build_config(args: argparse.Namespace):
+    """The ``TrainConfig`` the parsed arguments describe (recipe defaults for what is not given)."""
+    from overfeat.engine.config import recipe
+
+    return recipe(args.recipe, **{f: getattr(args, f, None) for f in _FIELDS})
+
+
+def _run_classifier(args: argparse.Namespace) -> int:
+    from overfeat.engine.train import train_classifier
+
+    config = build_config(args)
+    if not Path(config.data).is_dir():
+        print(f"train classifier: --data {config.data}: no such directory; pass an ILSVRC-layout "
+              "root (e.g. one written by 'overfeat make-synthetic')", file=sys.stderr)  # fmt: skip
+        return 2
+    if os.environ.get("RANK", "0") == "0":
+        out = Path(config.out)
+        out.mkdir(parents=True, exist_ok=True)
+        # Every command that worked on this run, in order (a resume adds a line); torchrun
+        # runs this same module, so argv reads the same under it.
+        with open(out / "command.txt", "a") as f:
+            f.write("overfeat " + shlex.join(sys.argv[1:]) + "\n")
+    try:
+        result = train_classifier(config, resume=args.resume)
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        # Set-up problems (bad --data, an existing run, a changed recipe): one line, no traceback.
+        print(f"train classifier: {exc}", file=sys.stderr)
+        return 2
+    if os.environ.get("RANK", "0") != "0":
+        return 0
+    if result.get("status") == "finished" and "val_top5_error" in result:
+        print(
+            f"epoch {result['epoch']}: val top-1 error {result['val_top1_error']:.4f}, "
+            f"top-5 error {result['val_top5_error']:.4f} ({result['val_images']} images)"
+        )
+    else:
+        print(f"{result['status']} at step {result.get('global_step')}")
+    return 0
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from overfeat.engine.report import render_training_report
+
+    md = render_training_report(args.run_dir, args.out, args.name)
+    print(f"wrote {md}")
+    return 0

@@ -1,0 +1,416 @@
+"""The classification training loop (§3.1), one process or many under torchrun.
+
+``train_classifier(config)`` trains an OverFeat network on an ILSVRC-layout folder with the
+recipe in ``config`` (defaults: the paper's), writing into ``config.out``::
+
+    config.json         the TrainConfig as plain values
+    environment.json    device, process count, torch version, class count (for the report)
+    command.txt         every command line that ran on this directory (written by the CLI)
+    metrics.jsonl       one record per ``log_every`` steps and per epoch (rank 0)
+    checkpoint-S.pt     every epoch and every ``checkpoint_every`` steps (the newest few kept)
+
+Exactness. Every random draw of a run is a pure function of the seed and the position in the
+run: the data order (``sampler.epoch_permutation``), the crops and flips (the data package keys
+them on (seed, epoch, index)), and dropout, whose generator is re-seeded before every step from
+(seed, rank, global step) (``step_seed``). A run stopped anywhere and resumed from a checkpoint
+therefore retraces the uninterrupted run bit for bit on the same hardware and process count.
+With W processes each step's global batch is split W ways (``ShardedTrainSampler``) and DDP
+averages the gradients, so W processes follow the one-process run up to float rounding (and
+dropout masks, which are drawn per process).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from overfeat.engine.checkpoint import (
+    checkpoint_path,
+    find_latest_valid,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint_atomic,
+)
+from overfeat.engine.config import TrainConfig
+from overfeat.engine.distributed import DistEnv, all_reduce_sum, init_distributed, shutdown
+from overfeat.engine.evaluate import (
+    ErrorMeters,
+    autocast_for,
+    class_scores,
+    evaluate,
+    summarize,
+    to_device,
+    use_channels_last,
+)
+from overfeat.engine.metrics_log import MetricsLog
+from overfeat.engine.sampler import ShardedTrainSampler, epoch_permutation
+from overfeat.models import ARCHS, OverFeat, build_model
+
+__all__ = [
+    "RESUMABLE_CHANGES",
+    "TIMING_KEYS",
+    "evaluate",
+    "he_initialisation",
+    "step_seed",
+    "train_classifier",
+]
+
+# Settings that may differ between a checkpoint and the run resuming it: they change where and
+# how fast the run goes, never the numbers it computes (``epochs`` may be extended).
+RESUMABLE_CHANGES = frozenset(
+    {
+        "data", "out", "epochs", "workers", "eval_batch_size", "checkpoint_every",
+        "keep_checkpoints", "log_every", "stop_after_steps", "compile", "device", "progress",
+    }
+)  # fmt: skip
+
+# Metrics-log fields that measure wall-clock time; everything else in the log is exact.
+TIMING_KEYS = frozenset({"seconds", "images_per_second"})
+
+
+def step_seed(seed: int, rank: int, global_step: int) -> int:
+    """The seed of the random generator for one optimizer step of one process (dropout masks).
+
+    Decision DROPOUT_SEED_PER_STEP: re-seeding from (seed, rank, step) makes a resumed run draw
+    the same masks as the uninterrupted one without carrying every process's RNG state.
+    """
+    return (seed * 1_000_003 + rank * 7_919 + global_step * 104_729) % (2**63)
+
+
+def he_initialisation(model: nn.Module, last_std: float = 1e-2) -> None:
+    """Toy recipe (decision TOY_RECIPE): weights ~ N(0, 2 / fan_in) per layer, biases 0; the
+    output layer keeps §3.1's N(0, 1e-2), so the first scores are near zero (loss ≈ ln C)
+    instead of large random logits that the first steps must unlearn."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    for i, m in enumerate(convs):
+        fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
+        std = last_std if i == len(convs) - 1 else math.sqrt(2.0 / fan_in)
+        nn.init.normal_(m.weight, 0.0, std)
+        nn.init.zeros_(m.bias)
+
+
+def _set_dropout(model: nn.Module, p: float) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = p
+
+
+class _Subset(Dataset):
+    """A fixed seeded subset of a dataset that still forwards ``set_epoch`` (smoke runs)."""
+
+    def __init__(self, dataset, size: int, seed: int):
+        self.dataset = dataset
+        self.indices = epoch_permutation(len(dataset), seed, -1)[:size].sort().values.tolist()
+        self.classes = dataset.classes
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.dataset[self.indices[i]]
+
+
+def _open_datasets(config: TrainConfig):
+    """The §3.1 training views (random crop + flip) and the centre-crop validation views."""
+    from overfeat.data import eval_transform, open_classification, train_transform
+
+    root = Path(config.data)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--data {root}: no such directory; pass an ILSVRC-layout root")
+    train = open_classification(
+        root, split="train", transform=train_transform(config.arch), seed=config.seed
+    )
+    val = open_classification(root, split="val", transform=eval_transform(config.arch))
+    return train, val
+
+
+def _default_collate():
+    from overfeat.data import collate_skip_corrupt
+
+    return collate_skip_corrupt
+
+
+def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
+    current = config.to_dict()
+    diff = [
+        f"{k}: checkpoint {saved.get(k)!r} vs now {current[k]!r}"
+        for k in current
+        if k not in RESUMABLE_CHANGES and saved.get(k) != current[k]
+    ]
+    if diff:
+        raise ValueError(
+            f"{path}: cannot resume, the run's recipe changed ({'; '.join(diff)}); "
+            f"use the original settings or a new --out directory"
+        )
+
+
+def _broadcast_path(path: str | None, env: DistEnv) -> str | None:
+    if not env.distributed:
+        return path
+    box = [path]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _resolve_resume(resume: str | None, out: Path, env: DistEnv) -> dict | None:
+    """``None``: fresh run; ``"auto"``: newest valid checkpoint in ``out`` if any; else a path."""
+    if not resume:
+        return None
+    path = None
+    if env.is_main:
+        if resume == "auto":
+            found = find_latest_valid(out)
+            path = str(found[0]) if found else None
+        else:
+            path = resume
+    path = _broadcast_path(path, env)
+    if path is None:
+        return None
+    return load_checkpoint(path, map_location="cpu") | {"_path": path}
+
+
+def train_classifier(
+    config: TrainConfig,
+    resume: str | None = None,
+    train_set=None,
+    val_set=None,
+    collate_fn: Callable | None = None,
+    env: DistEnv | None = None,
+) -> dict:
+    """Train (or resume) one classifier; returns the last epoch's metrics and the run status.
+
+    ``resume``: ``None`` starts fresh (an existing run in ``config.out`` is an error), ``"auto"``
+    continues from the newest readable checkpoint in ``config.out`` (fresh when there is none),
+    or a checkpoint path. ``train_set`` / ``val_set`` default to ``overfeat.data`` readers of
+    ``config.data``; ``collate_fn`` to ``overfeat.data.collate_skip_corrupt``.
+    """
+    own_env = env is None
+    env = env or init_distributed(config.device)
+    try:
+        return _train(config, resume, train_set, val_set, collate_fn, env)
+    finally:
+        if own_env:
+            shutdown(env)
+
+
+def _train(config, resume, train_set, val_set, collate_fn, env: DistEnv) -> dict:
+    out = Path(config.out)
+    input_size = ARCHS[config.arch].input_size
+    if train_set is None:
+        train_set, val_set = _open_datasets(config)
+    collate_fn = collate_fn or _default_collate()
+    if config.max_train_samples and config.max_train_samples < len(train_set):
+        train_set = _Subset(train_set, config.max_train_samples, config.seed)
+    if val_set is not None and config.max_val_samples and config.max_val_samples < len(val_set):
+        val_set = _Subset(val_set, config.max_val_samples, config.seed)
+
+    state = _resolve_resume(resume, out, env)
+    if state is None and resume is None and (out / "metrics.jsonl").exists():
+        raise FileExistsError(
+            f"{out} already holds a run (metrics.jsonl); pass --resume auto to continue it "
+            f"or choose another --out"
+        )
+    if state is not None:
+        _check_resumable(state["train_config"], config, Path(state["_path"]))
+
+    torch.manual_seed(config.seed)  # identical initial weights in every process
+    model: OverFeat = build_model(config.arch, num_classes=len(train_set.classes), width=config.width)
+    _set_dropout(model, config.dropout)
+    if config.init == "he":
+        he_initialisation(model)
+    else:
+        model.reset_parameters(config.init_std)
+    if state is not None:
+        model.load_state_dict(state["model"])
+    cl = use_channels_last(config, env.device)
+    model.to(env.device, memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+    # Decision WEIGHT_DECAY_ALL_PARAMETERS: §3.1's ℓ2 weight decay applies to every parameter,
+    # biases included (the paper does not exempt any; Torch7's SGD of the time did not).
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=list(config.lr_milestones), gamma=config.lr_gamma
+    )
+    progress = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
+    meters = ErrorMeters(env.device)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        progress = {k: int(state["progress"][k]) for k in progress}
+        meters.load(state["meters"], env)
+
+    net: nn.Module = model
+    if env.distributed:
+        net = DistributedDataParallel(
+            model, device_ids=[env.device.index] if env.device.type == "cuda" else None
+        )
+    if config.compile:
+        net = torch.compile(net)
+
+    sampler = ShardedTrainSampler(
+        len(train_set), config.batch_size, env.world_size, env.rank, config.seed
+    )
+    log = MetricsLog(out / "metrics.jsonl", enabled=env.is_main)
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        log.rewind(progress["global_step"])
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        (out / "environment.json").write_text(json.dumps(_environment(env, train_set), indent=2))
+
+    def save(epoch: int, step_in_epoch: int, global_step: int) -> None:
+        if not env.is_main:
+            meters.reduced(env)  # matching collective for rank 0's reduction below
+            return
+        save_checkpoint_atomic(
+            {
+                "model": model.state_dict(),
+                "model_config": model.config,
+                "train_config": config.to_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "progress": {
+                    "epoch": epoch,
+                    "step_in_epoch": step_in_epoch,
+                    "global_step": global_step,
+                },
+                "meters": meters.reduced(env),
+                "rng": {
+                    "seed": config.seed,
+                    "global_step": global_step,
+                    "torch_cpu": torch.get_rng_state(),
+                },
+                "world_size": env.world_size,
+            },
+            checkpoint_path(out, global_step),
+        )
+        prune_checkpoints(out, config.keep_checkpoints)
+
+    eval_batch = config.eval_batch_size or sampler.local_batch
+    global_step = progress["global_step"]
+    result: dict = {"status": "finished", "global_step": global_step}  # already complete
+    for epoch in range(progress["epoch"], config.epochs):
+        start = progress["step_in_epoch"] if epoch == progress["epoch"] else 0
+        if start == 0:
+            meters = ErrorMeters(env.device)
+        sampler.set_epoch(epoch, start)
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
+        # A fresh loader each epoch: worker processes then see the dataset's new epoch.
+        loader = DataLoader(
+            train_set,
+            batch_size=sampler.local_batch,
+            sampler=sampler,
+            num_workers=config.workers,
+            collate_fn=collate_fn,
+            pin_memory=env.device.type == "cuda",
+        )
+        net.train()
+        t0 = time.perf_counter()
+        seen = 0
+        bar = _progress_bar(
+            config, env, total=sampler.steps_per_epoch, initial=start, desc=f"epoch {epoch}"
+        )
+        for step, (images, labels, skipped) in enumerate(loader, start=start):
+            torch.manual_seed(step_seed(config.seed, env.rank, global_step))
+            if labels.numel() == 0:
+                # Decision EMPTY_BATCH_STEPS: when every image of a local batch is corrupt, a
+                # zero-image batch still runs forward and backward (zero gradient), so DDP's
+                # all-reduce matches on every process and the step count stays the schedule's.
+                images = images.new_zeros(0, 3, input_size, input_size)
+            images, labels = to_device(images, labels, env.device, cl)
+            with autocast_for(config, env.device):
+                logits = class_scores(net, images).float()
+            # Sum over the local batch / its size: the mean cross-entropy, and 0 (not NaN) for
+            # a batch whose every image was corrupt, so every process still joins the all-reduce.
+            loss_sum = F.cross_entropy(logits, labels, reduction="sum")
+            loss = loss_sum / max(labels.numel(), 1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            meters.add(logits.detach(), labels, loss_sum, skipped)
+            global_step += 1
+            seen += labels.numel()
+            if bar is not None:
+                bar.update(1)
+            if config.log_every and global_step % config.log_every == 0:
+                now = all_reduce_sum([loss_sum.item(), labels.numel()], env)
+                record = {
+                    "kind": "train",
+                    "epoch": epoch,
+                    "global_step": global_step,
+                    "step_in_epoch": step + 1,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "loss": now[0] / now[1] if now[1] else float("nan"),
+                    **summarize(meters.reduced(env), "epoch"),
+                    "images_per_second": seen * env.world_size / (time.perf_counter() - t0),
+                }
+                log.write(record)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2g}")
+            if config.checkpoint_every and global_step % config.checkpoint_every == 0:
+                save(epoch, step + 1, global_step)
+            if config.stop_after_steps and global_step >= config.stop_after_steps:
+                if bar is not None:
+                    bar.close()
+                return {"status": "stopped", "global_step": global_step, "epoch": epoch}
+        if bar is not None:
+            bar.close()
+        train_sums = meters.reduced(env)
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        record = {"kind": "epoch", "epoch": epoch, "global_step": global_step, "lr": lr}
+        record |= summarize(train_sums, "train")
+        if val_set is not None:
+            record |= evaluate(model, val_set, config, env, eval_batch, collate_fn)
+        record["seconds"] = time.perf_counter() - t0
+        log.write(record)
+        if env.is_main and (record["train_skipped"] or record.get("val_skipped")):
+            warnings.warn(
+                f"epoch {epoch}: skipped {record['train_skipped']} training and "
+                f"{record.get('val_skipped', 0)} validation images that could not be decoded",
+                stacklevel=2,
+            )
+        meters = ErrorMeters(env.device)
+        save(epoch + 1, 0, global_step)
+        result = {"status": "finished", **record}
+    return result
+
+
+def _environment(env: DistEnv, train_set) -> dict:
+    """Where the run ran, for the report (not used by the computation)."""
+    dev = env.device
+    return {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
+        or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "world_size": env.world_size,
+        "torch": torch.__version__,
+        "num_classes": len(train_set.classes),
+        "train_samples": len(train_set),
+    }
+
+
+def _progress_bar(config: TrainConfig, env: DistEnv, total: int, initial: int, desc: str):
+    if not (config.progress and env.is_main):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)

@@ -1,0 +1,60 @@
+"""The training recipe: §3.1's numbers as defaults, the schedule, the CLI, the named decisions."""
+
+from __future__ import annotations
+
+import pytest
+from test_engine_support import TinyImages, tiny_config
+
+from overfeat.cli import build_parser
+from overfeat.data import collate_skip_corrupt
+from overfeat.engine.cli import build_config
+from overfeat.engine.config import PAPER_EPOCHS, TrainConfig, recipe
+from overfeat.engine.metrics_log import read_metrics
+from overfeat.engine.train import train_classifier
+
+
+def test_default_config_is_the_paper_recipe_of_section_3_1():
+    # FACTS.md §6.1, quoted from §3.1 of the paper.
+    c = TrainConfig()
+    assert (c.momentum, c.weight_decay, c.lr, c.batch_size) == (0.6, 1e-5, 5e-2, 128)
+    assert (c.lr_milestones, c.lr_gamma, c.dropout) == ((30, 50, 60, 70, 80), 0.5, 0.5)
+    assert (c.init, c.init_std, c.epochs) == ("normal", 1e-2, PAPER_EPOCHS)
+
+
+def test_learning_rate_is_halved_after_each_milestone_epoch(tmp_path):
+    # §3.1: "decreased by a factor of 0.5 after (30, 50, 60, 70, 80) epochs", on a short
+    # schedule with the same rule: milestones (1, 3) over 4 epochs, hand-worked.
+    config = tiny_config(tmp_path, epochs=4, lr=0.01, lr_milestones=(1, 3), batch_size=8)
+    train_classifier(config, train_set=TinyImages(16), val_set=None, collate_fn=collate_skip_corrupt)
+    logged = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert [r["lr"] for r in logged] == pytest.approx([0.01, 0.005, 0.005, 0.0025])
+    # The paper's default milestones are the ones the engine's scheduler receives.
+    assert TrainConfig().to_dict()["lr_milestones"] == [30, 50, 60, 70, 80]
+
+
+def test_config_round_trips_through_plain_values():
+    c = recipe("toy", arch="accurate", width=0.25, seed=3)
+    d = c.to_dict()
+    assert all(isinstance(v, (int, float, str, bool, list)) for v in d.values())
+    assert TrainConfig.from_dict(d) == c
+
+
+def test_unknown_or_invalid_settings_are_named():
+    with pytest.raises(ValueError, match="unknown training setting"):
+        TrainConfig.from_dict({"learning_rate": 1})
+    with pytest.raises(ValueError, match="momentum|arch='vgg'"):
+        TrainConfig(arch="vgg")
+
+
+def test_cli_builds_the_paper_recipe_and_scales_lr_linearly_with_the_global_batch():
+    parse = build_parser().parse_args
+    paper = build_config(parse(["train", "classifier", "--data", "D"]))
+    assert paper == TrainConfig(data="D")
+    big = build_config(parse(["train", "classifier", "--data", "D", "--batch-size", "1024"]))
+    assert big.lr == pytest.approx(0.4)  # 5e-2 × 1024 / 128 (decision LINEAR_LR_SCALING)
+    given = build_config(
+        parse(["train", "classifier", "--data", "D", "--batch-size", "256", "--lr", "0.01"])
+    )
+    assert given.lr == 0.01
+    toy = build_config(parse(["train", "classifier", "--data", "D", "--recipe", "toy"]))
+    assert toy.recipe == "toy" and toy.init == "he" and toy.weight_decay == 1e-5
