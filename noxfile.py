@@ -63,7 +63,18 @@ def train(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def benchmark(session: nox.Session) -> None:
-    """Run benchmarks: ``nox -s benchmark -- dense_vs_windows`` (all when none is named)."""
-    names = session.posargs or sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py"))
-    for name in names:
-        session.run(_python(session), str(ROOT / "benchmarks" / f"{name}.py"), external=True)
+    """Run benchmarks: ``nox -s benchmark -- NAME [ARGS]`` (every one, with defaults, when no
+    name is given); ARGS pass through to ``benchmarks/NAME.py``."""
+    py = _python(session)
+    if session.posargs:
+        name, *args = session.posargs
+        session.run(py, str(ROOT / "benchmarks" / f"{name}.py"), *args, external=True)
+        return
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        session.run(py, str(path), external=True)
+
+
+@nox.session(python=False)
+def make_synthetic(session: nox.Session) -> None:
+    """Write a synthetic ILSVRC: ``nox -s make_synthetic -- OUT [--seed S --classes N ...]``."""
+    session.run(_python(session), "-m", "overfeat", "make-synthetic", *session.posargs, external=True)

@@ -42,7 +42,12 @@ def release_wnids(labels: ClassLabels) -> tuple[str, ...]:
 
 
 def release_names(labels: ClassLabels) -> tuple[str, ...]:
-    """The devkit meta's ``words`` of each release output, in release order (by position)."""
+    """The devkit meta's ``words`` of each release output, in release order (by position).
+
+    Decision CLASSIFY_NAMES: the release's own name list is compiled into its header, which its
+    licence forbids copying, so names come from the devkit meta the user supplies; by position,
+    which keeps the two "crane" classes (release outputs 428 and 544) apart.
+    """
     return tuple(labels.words[j] for j in sorted_to_release(labels))
 
 

@@ -129,6 +129,8 @@ def release_top_classes(
             "'Can only determine class if the output is 1x1')"
         )
     scores = scores.flatten(1)
+    # Decision CLASSIFY_SOFTMAX: by default the binary's approximate exp, so printed
+    # probabilities match the release's to its own precision.
     if softmax == "release":
         probs = release_softmax(scores)
     elif softmax == "exact":

@@ -282,8 +282,9 @@ def _choose_arch(
         return exact[0]
     if named is not None:
         return named
-    # A size that is neither network's exactly is never guessed: a file between the two sizes
-    # could be the accurate file with trailing bytes or a truncated fast one.
+    # Decision RELEASE_ARCH_BY_SIZE: exact size first, then the file name; a size that is neither
+    # network's exactly is never guessed: a file between the two sizes could be the accurate
+    # file with trailing bytes or a truncated fast one.
     sizes = ", ".join(f"{a} {lay.nbytes:,}" for a, lay in layouts.items())
     smallest = min(layouts.values(), key=lambda lay: lay.nbytes)
     if size < smallest.nbytes:
@@ -308,8 +309,9 @@ def load_release(
 
     ``path``: the file, or a directory holding it (see :func:`resolve_weights_file`).
     ``arch``: ``"fast"``/``"accurate"``; by default chosen by the file's size (then its name).
-    ``activation``: ``"release"`` uses the release's threshold ``x > 1e-6 ? x : 0`` for exact
-    parity; ``"relu"`` the project's ReLU (they differ only on (0, 1e-6]).
+    ``activation``: ``"release"`` (decision RELEASE_ACTIVATION, the default) uses the release's
+    threshold ``x > 1e-6 ? x : 0`` for exact parity; ``"relu"`` the project's ReLU (they differ
+    only on (0, 1e-6]).
     ``layouts``: the file layouts to accept, by default :func:`release_layouts`; width-scaled
     layouts (:func:`release_layout`) read toy files of the same format.
 
@@ -336,6 +338,8 @@ def load_release(
             f"{_probable_content(path, size, layout)}"
         )
     if size > layout.nbytes:
+        # Decision RELEASE_TRAILING_BYTES: the release reads up to its last tensor and never
+        # notices more; we read the same floats and warn, since the size is undocumented.
         warnings.warn(
             f"{path}: {size - layout.nbytes:,} trailing bytes after the {arch} network's "
             f"{layout.total_floats:,} float32 ({layout.nbytes:,} bytes) are ignored, as the "
