@@ -58,3 +58,19 @@ def test_cli_builds_the_paper_recipe_and_scales_lr_linearly_with_the_global_batc
     assert given.lr == 0.01
     toy = build_config(parse(["train", "classifier", "--data", "D", "--recipe", "toy"]))
     assert toy.recipe == "toy" and toy.init == "he" and toy.weight_decay == 1e-5
+
+
+def test_loader_workers_are_capped_by_the_cpus_each_rank_of_the_node_may_use(monkeypatch):
+    import os
+
+    from overfeat.engine.distributed import loader_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert loader_workers(4) == 4  # fewer asked than 16 CPUs: as asked
+    assert loader_workers(32) == 16
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # torchrun, 8 ranks share the 16 CPUs
+    assert loader_workers(8) == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")  # more ranks than CPUs: still one each
+    assert loader_workers(8) == 1
+    assert loader_workers(0) == 0  # 0 keeps loading in the main process

@@ -99,6 +99,18 @@ def all_reduce_sum(values: list[float], env: DistEnv) -> list[float]:
     return t.tolist()
 
 
+def loader_workers(requested: int) -> int:
+    """Data-loading processes for this rank: ``requested``, capped by this node's CPUs shared
+    among its ranks (decision LOADER_WORKERS_CAPPED: more workers than CPUs only thrash, and the
+    batches do not depend on the worker count, so capping changes speed, never results)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    per_rank = max(1, cpus // max(1, _env_int("LOCAL_WORLD_SIZE", 1)))
+    return max(0, min(requested, per_rank))
+
+
 def barrier(env: DistEnv) -> None:
     if env.distributed:
         dist.barrier()

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from overfeat.engine.config import TrainConfig
-from overfeat.engine.distributed import DistEnv, all_reduce_sum
+from overfeat.engine.distributed import DistEnv, all_reduce_sum, loader_workers
 from overfeat.engine.sampler import ExactEvalSampler
 
 __all__ = [
@@ -144,7 +144,7 @@ def evaluate(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
-        num_workers=config.workers,
+        num_workers=loader_workers(config.workers),
         collate_fn=collate_fn,
         pin_memory=env.device.type == "cuda",
     )

@@ -44,7 +44,13 @@ from overfeat.engine.checkpoint import (
     save_checkpoint_atomic,
 )
 from overfeat.engine.config import TrainConfig
-from overfeat.engine.distributed import DistEnv, all_reduce_sum, init_distributed, shutdown
+from overfeat.engine.distributed import (
+    DistEnv,
+    all_reduce_sum,
+    init_distributed,
+    loader_workers,
+    shutdown,
+)
 from overfeat.engine.evaluate import (
     ErrorMeters,
     autocast_for,
@@ -318,7 +324,7 @@ def _train(config, resume, train_set, val_set, collate_fn, env: DistEnv) -> dict
             train_set,
             batch_size=sampler.local_batch,
             sampler=sampler,
-            num_workers=config.workers,
+            num_workers=loader_workers(config.workers),
             collate_fn=collate_fn,
             pin_memory=env.device.type == "cuda",
         )
