@@ -164,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        # Bad input is the user's to fix: print the message that names the file, no traceback.
+    except (ValueError, OSError) as exc:
+        # Bad input is the user's to fix: print the message that names the file, no traceback
+        # (OSError: a missing file, a folder where a file belongs, a file without read access).
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -12,6 +12,7 @@ Errors name the file and the line (CSV) or element (XML) and say what was expect
 from __future__ import annotations
 
 import csv
+import io
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
@@ -30,6 +31,9 @@ __all__ = [
 ]
 
 _WNID = re.compile(r"^n\d{8}$")
+# Text files are read as UTF-8 with an optional byte-order mark: spreadsheet programs and pandas'
+# "utf-8-sig" start a CSV with U+FEFF, which would otherwise hide the Kaggle header.
+TEXT_ENCODING = "utf-8-sig"
 _BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
 
 
@@ -68,6 +72,20 @@ class Annotation:
         ) and np.array_equal(self.boxes, other.boxes)
 
     __hash__ = None  # mutable array inside; equality is by value
+
+
+def _not_text(path, exc: UnicodeDecodeError) -> ValueError:
+    return ValueError(
+        f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); pass the text file itself"
+    )
+
+
+def _read_text(path: str | Path) -> str:
+    """The whole text of ``path`` (``TEXT_ENCODING``); a binary file is refused naming the file."""
+    try:
+        return Path(path).read_text(encoding=TEXT_ENCODING)
+    except UnicodeDecodeError as exc:
+        raise _not_text(path, exc) from None
 
 
 # ----------------------------------------------------------------------------- XML
@@ -199,7 +217,7 @@ def read_loc_solution_csv(path: str | Path) -> dict[str, Annotation]:
     meaningful); width and height are 0 because the file does not carry them."""
     path = Path(path)
     out: dict[str, Annotation] = {}
-    with path.open(newline="", encoding="utf-8") as f:
+    with io.StringIO(_read_text(path), newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != _CSV_HEADER:

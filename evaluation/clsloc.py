@@ -49,9 +49,11 @@ def _errors_by_guesses(hit: np.ndarray, weight: np.ndarray | None = None) -> np.
     the mean over images of min over the first k guesses of the 0/1 error."""
     solved = np.logical_or.accumulate(hit, axis=1)
     if weight is None:
-        return 1.0 - solved.mean(axis=0) if len(hit) else np.full(MAX_GUESSES, np.nan)
+        weight = np.ones(len(hit), dtype=bool)
     n = weight.sum()
-    return 1.0 - (solved & weight[:, None]).sum(axis=0) / n if n else np.full(MAX_GUESSES, np.nan)
+    # The devkits' sum(e)/n: a count over a count is the double nearest the true ratio, where
+    # 1 - right/n is not (1 - 7/10 = 0.30000000000000004).
+    return (~solved & weight[:, None]).sum(axis=0) / n if n else np.full(MAX_GUESSES, np.nan)
 
 
 def classification_errors(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:

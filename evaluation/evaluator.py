@@ -52,6 +52,19 @@ def gather_records(records: list) -> list:
     return [r for part in gathered for r in part]
 
 
+def _warn_repeats_on_this_rank(records: list) -> None:
+    """DistributedSampler's padding repeats images on OTHER ranks only, so a repeat within one
+    rank's records is an evaluator reused without ``reset()`` (or an image processed twice): the
+    first, possibly stale, record would be scored without a word."""
+    repeats = len(records) - len({rec[0] for rec in records})
+    if repeats:
+        warnings.warn(
+            f"{repeats} image(s) were processed more than once by this process; only the first "
+            "record of each is scored (call reset() before each evaluation)",
+            stacklevel=3,
+        )
+
+
 def _first_per_image(records: list) -> tuple[list, int]:
     """Keep the first record of each image name; return the records and how many were dropped."""
     seen, out = set(), []
@@ -100,6 +113,7 @@ class ClsLocEvaluator:
             self._records.append((name, labels[b], None if boxes is None else boxes[b]))
 
     def evaluate(self) -> dict:
+        _warn_repeats_on_this_rank(self._records)
         records, duplicates = _first_per_image(gather_records(self._records))
         n = len(self.truth.images)
         pred = np.full((n, MAX_GUESSES), NO_GUESS, dtype=np.int64)
@@ -167,11 +181,17 @@ class DetEvaluator:
             sc = _numpy(scores[b]).astype(np.float64).reshape(-1)
             if not np.isfinite(sc).all():
                 raise ValueError(f"image {name}: NaN or inf score")
-            self._records.append(
-                (name, lab, sc, _numpy(boxes[b]).astype(np.float64).reshape(-1, 4))
-            )
+            box = _numpy(boxes[b]).astype(np.float64).reshape(-1, 4)
+            if not len(lab) == len(sc) == len(box):
+                # Concatenated over images, one extra entry would shift every later detection.
+                raise ValueError(
+                    f"image {name}: {len(lab)} labels, {len(sc)} scores, {len(box)} boxes; "
+                    "need one label, score and box per detection"
+                )
+            self._records.append((name, lab, sc, box))
 
     def evaluate(self) -> dict:
+        _warn_repeats_on_this_rank(self._records)
         records, duplicates = _first_per_image(gather_records(self._records))
         if records:
             image = np.concatenate([np.full(len(r[1]), self.position[r[0]]) for r in records])

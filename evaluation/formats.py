@@ -22,6 +22,7 @@ exactly as written (their label space is the caller's to state; conversion is ev
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 import warnings
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluation.annotations import TEXT_ENCODING, _not_text, _read_text
 from evaluation.clsloc import NO_GUESS
 
 __all__ = [
@@ -75,11 +77,14 @@ def _lines(path: Path):
     """(line number, stripped text) for the non-blank lines of a text file."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            text = line.strip()
-            if text:
-                yield lineno, text
+    with path.open(encoding=TEXT_ENCODING) as f:
+        try:
+            for lineno, line in enumerate(f, start=1):
+                text = line.strip()
+                if text:
+                    yield lineno, text
+        except UnicodeDecodeError as exc:
+            raise _not_text(path, exc) from None
 
 
 def _positional_lines(path: Path):
@@ -87,7 +92,7 @@ def _positional_lines(path: Path):
     would shift every later image, so it is refused (trailing blank lines are fine)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = _read_text(path).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     for lineno, line in enumerate(lines, start=1):
@@ -145,11 +150,18 @@ def read_image_list(path: str | Path) -> list[str]:
     index is the line number, so indices must run 1, 2, 3, ... (anything else is refused)."""
     path = Path(path)
     names = []
+    first_line: dict[str, int] = {}
     for lineno, text in _lines(path):
         parts = text.split()
         where = f"{path}:{lineno}"
         if len(parts) != 2:
             raise ValueError(f"{where}: expected '<image_name> <image_index>', got {text[:60]!r}")
+        if parts[0] in first_line:
+            raise ValueError(
+                f"{where}: image {parts[0]} already listed on line {first_line[parts[0]]}; "
+                "list each image once"
+            )
+        first_line[parts[0]] = lineno
         index = _integer(parts[1], where, "an image index")
         if index != len(names) + 1:
             raise ValueError(
@@ -157,8 +169,6 @@ def read_image_list(path: str | Path) -> list[str]:
                 "must run 1, 2, 3, ... in file order)"
             )
         names.append(parts[0])
-    if len(set(names)) != len(names):
-        raise ValueError(f"{path}: an image name appears twice")
     return names
 
 
@@ -269,8 +279,11 @@ def write_devkit_loc(path: str | Path, labels: np.ndarray, boxes: np.ndarray) ->
 
 def is_kaggle_csv(path: str | Path) -> bool:
     """True when the file starts with Kaggle's ``ImageId,PredictionString`` header."""
-    with Path(path).open(encoding="utf-8") as f:
-        return f.readline().strip().replace(" ", "").startswith("ImageId,")
+    try:
+        with Path(path).open(encoding=TEXT_ENCODING) as f:
+            return f.readline().strip().replace(" ", "").startswith("ImageId,")
+    except UnicodeDecodeError as exc:
+        raise _not_text(path, exc) from None
 
 
 @dataclass(frozen=True)
@@ -286,7 +299,7 @@ def read_kaggle_submission(path: str | Path, max_guesses: int = 5) -> dict[str, 
     classification-only file, bare WNIDs). Keyed by ImageId; a repeated ImageId is refused."""
     path = Path(path)
     out: dict[str, KaggleGuesses] = {}
-    with path.open(newline="", encoding="utf-8") as f:
+    with io.StringIO(_read_text(path), newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != ["ImageId", "PredictionString"]:
@@ -388,7 +401,9 @@ def read_det_submission(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # numpy's "input contained no data"
-            data = np.loadtxt(path, dtype=np.float64, ndmin=2, comments=None)
+            data = np.loadtxt(
+                path, dtype=np.float64, ndmin=2, comments=None, encoding=TEXT_ENCODING
+            )
     except ValueError:
         _det_diagnose(path, num_images, num_classes)
         raise

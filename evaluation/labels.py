@@ -27,6 +27,11 @@ __all__ = ["ClassLabels", "DetLabels", "read_synset_mapping"]
 
 NUM_CLS_CLASSES = 1000
 NUM_DET_CLASSES = 200
+# The id field was renamed from kit to kit while the ids stayed the same (ILSVRC2015 readme: "the
+# same as in ILSVRC2012/13 devkits except the id field was renamed"); the 2015 kit also calls the
+# CLS-LOC ``words`` field ``name``. Every name is accepted, the first one present is used.
+CLS_ID_FIELDS = ("ILSVRC2012_ID", "ILSVRC2014_ID", "ILSVRC2015_CLSLOC_ID")
+DET_ID_FIELDS = ("ILSVRC2013_DET_ID", "ILSVRC2014_DET_ID", "ILSVRC2015_DET_ID")
 
 
 def _load_synsets(path: Path) -> list:
@@ -65,21 +70,23 @@ class ClassLabels:
     @classmethod
     def from_devkit_meta(cls, path: str | Path) -> ClassLabels:
         """Read ``meta.mat`` (2012 kit, field ILSVRC2012_ID) or ``meta_clsloc.mat`` (2014 kit,
-        field ILSVRC2014_ID; the same 1,000 leaves in the same order)."""
+        field ILSVRC2014_ID; 2015 kit, field ILSVRC2015_CLSLOC_ID; the same 1,000 leaves in the
+        same order)."""
         path = Path(path)
         synsets = _load_synsets(path)
         fields = synsets[0]._fieldnames
-        id_field = next((f for f in ("ILSVRC2012_ID", "ILSVRC2014_ID") if f in fields), None)
+        id_field = next((f for f in CLS_ID_FIELDS if f in fields), None)
         if id_field is None:
             raise ValueError(
-                f"{path}: synsets have no ILSVRC2012_ID/ILSVRC2014_ID field (fields: {fields}); "
+                f"{path}: synsets have no {'/'.join(CLS_ID_FIELDS)} field (fields: {fields}); "
                 "pass the CLS-LOC meta.mat, not meta_det.mat"
             )
+        words_field = "words" if "words" in fields else "name"
         leaves = {}
         for s in synsets:
             i = int(getattr(s, id_field))
             if 1 <= i <= NUM_CLS_CLASSES:
-                leaves[i] = (str(s.WNID), str(s.words))
+                leaves[i] = (str(s.WNID), str(getattr(s, words_field, "")))
         if sorted(leaves) != list(range(1, NUM_CLS_CLASSES + 1)):
             raise ValueError(f"{path}: expected ids 1..1000, found {len(leaves)} leaf synsets")
         devkit = tuple(leaves[i][0] for i in range(1, NUM_CLS_CLASSES + 1))
@@ -147,11 +154,14 @@ class DetLabels:
     def from_devkit_meta(cls, path: str | Path) -> DetLabels:
         path = Path(path)
         synsets = _load_synsets(path)
-        if "ILSVRC2013_DET_ID" not in synsets[0]._fieldnames:
-            raise ValueError(f"{path}: synsets have no ILSVRC2013_DET_ID; pass meta_det.mat")
+        id_field = next((f for f in DET_ID_FIELDS if f in synsets[0]._fieldnames), None)
+        if id_field is None:
+            raise ValueError(
+                f"{path}: synsets have no {'/'.join(DET_ID_FIELDS)} field; pass meta_det.mat"
+            )
         leaves = {}
         for s in synsets:
-            i = int(s.ILSVRC2013_DET_ID)
+            i = int(getattr(s, id_field))
             if 1 <= i <= NUM_DET_CLASSES:
                 leaves[i] = (str(s.WNID), str(s.name))
         if sorted(leaves) != list(range(1, NUM_DET_CLASSES + 1)):

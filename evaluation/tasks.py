@@ -140,15 +140,25 @@ def _pairs_by_name(images, guesses, path, wnid_to_index):
     return labels, boxes, missing
 
 
-def _positional_to_index(ids, path, labels: ClassLabels | None, devkit_ids: bool):
-    """Devkit integer labels (N, 5) → sorted indices; out-of-range ids refused with the line."""
+def _refuse_out_of_range(ids, path, devkit_ids: bool) -> np.ndarray:
+    """Devkit integer labels (N, 5), one row per line: a label above the label space is refused
+    with its line (0 is the devkit's "no guess" among ILSVRC2012_IDs and a class among sorted
+    indices; negative labels are refused by the reader)."""
     ids = np.asarray(ids, dtype=np.int64)
     upper = 1000 if devkit_ids else 999
     bad = ids > upper
     if bad.any():
         row = int(np.flatnonzero(bad.any(axis=1))[0])
         space = "ILSVRC2012_ID 1..1000" if devkit_ids else "sorted index 0..999"
-        raise ValueError(f"{path}:{row + 1}: label {ids[row][bad[row]][0]} outside {space}")
+        # Without --meta the labels were read as sorted indices; devkit ids are the likely cause.
+        hint = "" if devkit_ids else " (if the labels are ILSVRC2012_IDs, pass --meta META_MAT)"
+        raise ValueError(f"{path}:{row + 1}: label {ids[row][bad[row]][0]} outside {space}{hint}")
+    return ids
+
+
+def _positional_to_index(ids, path, labels: ClassLabels | None, devkit_ids: bool):
+    """Devkit integer labels (N, 5) → sorted indices; out-of-range ids refused with the line."""
+    ids = _refuse_out_of_range(ids, path, devkit_ids)
     if not devkit_ids:
         return ids
     out = np.where(ids >= 1, labels.devkit_ids_to_index(ids), NO_GUESS)
@@ -172,7 +182,7 @@ def evaluate_classification_files(
             images, formats.read_kaggle_submission(pred), pred, to_id
         )
     else:
-        guesses = formats.read_devkit_guesses(pred)
+        guesses = _refuse_out_of_range(formats.read_devkit_guesses(pred), pred, devkit_ids=True)
         if len(guesses) != len(gt):
             raise ValueError(
                 f"{pred}: {len(guesses)} lines for {len(gt)} ground-truth images in {gt_txt}; a "

@@ -14,6 +14,7 @@ from test_engine_support import TINY_WIDTH, TinyImages, tiny_config
 
 from overfeat.data import collate_skip_corrupt
 from overfeat.engine.checkpoint import list_checkpoints
+from overfeat.engine.sampler import ShardedTrainSampler
 from overfeat.engine.train import he_initialisation, train_classifier
 from overfeat.models import build_model
 
@@ -24,16 +25,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _config(out: Path):
+def _config(out: Path, epochs: int = 2):
     # Dropout 0: masks are drawn per process, so with dropout the runs differ by design.
-    return tiny_config(out, epochs=2, batch_size=8, dropout=0.0, lr=2e-2)
+    return tiny_config(out, epochs=epochs, batch_size=8, dropout=0.0, lr=2e-2)
 
 
-def _datasets():
-    return TinyImages(40, corrupt=()), TinyImages(13, seed=1)
+def _datasets(corrupt=()):
+    return TinyImages(40, corrupt=corrupt), TinyImages(13, seed=1)
 
 
-def _worker(rank: int, world_size: int, port: int, out: str) -> None:
+def _worker(rank: int, world_size: int, port: int, out: str, corrupt=(), epochs: int = 2) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -42,8 +43,10 @@ def _worker(rank: int, world_size: int, port: int, out: str) -> None:
         WORLD_SIZE=str(world_size),
     )
     torch.set_num_threads(1)
-    train, val = _datasets()
-    train_classifier(_config(Path(out)), train_set=train, val_set=val, collate_fn=collate_skip_corrupt)
+    train, val = _datasets(corrupt)
+    train_classifier(
+        _config(Path(out), epochs), train_set=train, val_set=val, collate_fn=collate_skip_corrupt
+    )
 
 
 def _records(out: Path) -> list[dict]:
@@ -80,3 +83,28 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
         # Each validation image is counted once whatever the process count (13 = 7 + 6).
         if "val_images" in x:
             assert x["val_images"] == y["val_images"] == 13
+
+
+# Step 0 of epoch 0 (seed 0, 40 images, global batch 8) gives rank 0 images 4, 16, 21, 5 and
+# rank 1 images 11, 14, 39, 29: skipping 4 and 16 leaves rank 0 two images and rank 1 four.
+UNEVEN = (4, 16)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(r"ignore:epoch \d+. skipped:UserWarning")
+def test_two_processes_with_uneven_local_batches_average_over_every_decoded_image(tmp_path):
+    """The step's gradient is the mean over its decoded images, however they split over the
+    processes: one process and two (with 2 + 4 decoded images at step 0) reach the same weights."""
+    shares = [ShardedTrainSampler(40, 8, 2, r, seed=0) for r in range(2)]
+    first = [list(s)[:4] for s in shares]
+    kept = [sum(i not in UNEVEN for i in f) for f in first]
+    assert kept == [2, 4], first  # the premise: the two processes see 2 and 4 decoded images
+    one, two = tmp_path / "one", tmp_path / "two"
+    torch.set_num_threads(1)
+    train, val = _datasets(UNEVEN)
+    train_classifier(_config(one, 1), train_set=train, val_set=val, collate_fn=collate_skip_corrupt)
+    mp.spawn(_worker, args=(2, _free_port(), str(two), UNEVEN, 1), nprocs=2, join=True)
+    a = torch.load(list_checkpoints(one)[-1], weights_only=True)
+    b = torch.load(list_checkpoints(two)[-1], weights_only=True)
+    for name, w in a["model"].items():
+        torch.testing.assert_close(b["model"][name], w, rtol=1e-4, atol=1e-6, msg=name)

@@ -41,3 +41,23 @@ def test_report_renders_the_recorded_epochs_and_the_chance_level(tmp_path):
         rows = list(csv.DictReader(f))
     assert [float(r["val_top5_error"]) for r in rows] == [0.45, 0.125, 0.25]
     assert md.count("\n| ") == 1 + 3  # header + one row per epoch (the train record is not one)
+
+
+def test_report_of_an_epoch_whose_validation_images_were_all_skipped_names_a_finite_best(tmp_path):
+    from overfeat.engine.metrics_log import MetricsLog
+
+    run = tmp_path / "run"
+    run.mkdir()
+    log = MetricsLog(run / "metrics.jsonl")
+    for e, top5 in enumerate([0.4, float("nan"), 0.3]):  # epoch 1: no image decoded
+        log.write({"kind": "epoch", "epoch": e, "global_step": e + 1, "lr": 0.02,
+                   "val_top1_error": top5, "val_top5_error": top5, "seconds": 1.0})  # fmt: skip
+    (run / "config.json").write_text(json.dumps({
+        "arch": "fast", "width": 0.125, "recipe": "toy", "batch_size": 32, "lr": 0.02,
+        "momentum": 0.9, "weight_decay": 1e-5, "dropout": 0.0, "init": "he",
+        "lr_milestones": [7, 9], "epochs": 3}))  # fmt: skip
+    (run / "environment.json").write_text(json.dumps({"num_classes": 10}))
+
+    md = render_training_report(run, tmp_path / "reports", "r").read_text()
+    assert "validation top-5 error 0.300 after the last epoch (best 0.300, epoch 2)" in md
+    assert "| 1 | 2 | 0.02 | nan |" in md

@@ -156,3 +156,49 @@ def test_resume_auto_in_an_empty_directory_starts_fresh(tmp_path):
         warnings.simplefilter("error")
         result = _run(tmp_path / "new", resume="auto", stop_after_steps=2)
     assert result == {"status": "stopped", "global_step": 2, "epoch": 0}
+
+
+def test_run_killed_while_saving_the_epoch_end_checkpoint_resumes_with_one_epoch_record(
+    tmp_path, monkeypatch
+):
+    """5 steps per epoch and a checkpoint every 5 steps: step 5's mid-epoch checkpoint is on
+    disk before epoch 0's validation and its epoch record; a kill while the epoch-end checkpoint
+    is written (its bytes never reach the file) resumes from that mid-epoch checkpoint, which
+    redoes the validation: the log must hold epoch 0's record once, as the uninterrupted run's."""
+    import overfeat.engine.train as train_module
+
+    config = dict(epochs=2, checkpoint_every=5, keep_checkpoints=3)
+    reference, out = tmp_path / "reference", tmp_path / "run"
+
+    def run(where, resume=None):
+        return train_classifier(
+            tiny_config(where, **config),
+            resume=resume,
+            train_set=TinyImages(40, corrupt=CORRUPT),
+            val_set=TinyImages(13, seed=1, corrupt=(5,)),
+            collate_fn=collate_skip_corrupt,
+        )
+
+    run(reference)
+    real_save = train_module.save_checkpoint_atomic
+
+    def killed_at_epoch_end(state, path):
+        if state["progress"] == {"epoch": 1, "step_in_epoch": 0, "global_step": 5}:
+            raise KeyboardInterrupt("killed while writing the epoch-end checkpoint")
+        return real_save(state, path)
+
+    monkeypatch.setattr(train_module, "save_checkpoint_atomic", killed_at_epoch_end)
+    with pytest.raises(KeyboardInterrupt):
+        run(out)
+    monkeypatch.setattr(train_module, "save_checkpoint_atomic", real_save)
+    resumed_from = torch.load(list_checkpoints(out)[-1], weights_only=True)["progress"]
+    assert resumed_from == {"epoch": 0, "step_in_epoch": 5, "global_step": 5}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(out, resume="auto")
+    # No step runs before the epoch's end here; the schedule is the checkpoint's, nothing skipped.
+    assert not [w for w in caught if "lr_scheduler" in str(w.message)]
+    epochs = [r["epoch"] for r in _metrics(out) if r["kind"] == "epoch"]
+    assert epochs == [0, 1]
+    assert _metrics(reference) == _metrics(out)
+    _assert_same_tensors(_final_state(reference)["model"], _final_state(out)["model"])

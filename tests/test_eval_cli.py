@@ -103,3 +103,48 @@ def test_bad_input_exits_2_with_message_naming_file(tmp_path, capsys):
     (tmp_path / "p.txt").write_text("1\n2 x\n")
     assert main(["cls", "--gt", str(tmp_path / "gt.txt"), "--pred", str(tmp_path / "p.txt")]) == 2
     assert "p.txt:2: expected an integer label" in capsys.readouterr().err
+
+
+def test_binary_or_folder_input_exits_2_naming_the_path(devkit_dir, tmp_path, capsys):
+    # A .mat file or a folder passed where a text file belongs: a one-line error naming the path,
+    # never a traceback or a bare "'utf-8' codec can't decode" without the file.
+    (tmp_path / "gt.txt").write_text("490\n")
+    binary = tmp_path / "pred.bin"
+    binary.write_bytes(b"490 \xb1\xff\x00\n")
+    gt = str(tmp_path / "gt.txt")
+    assert main(["cls", "--gt", gt, "--pred", str(binary)]) == 2
+    assert "pred.bin" in capsys.readouterr().err
+    assert main(["cls", "--gt", str(binary), "--pred", gt]) == 2
+    assert "pred.bin" in capsys.readouterr().err
+    det = ["det", "--gt", str(devkit_dir / "det_val2_xml"), "--images", str(binary),
+           "--meta", str(devkit_dir / "t14/meta_det.mat"), "--pred", str(binary)]  # fmt: skip
+    assert main(det) == 2
+    assert "pred.bin" in capsys.readouterr().err
+    assert main(["cls", "--gt", gt, "--pred", str(tmp_path)]) == 2
+    assert str(tmp_path) in capsys.readouterr().err
+
+
+def test_det_blacklist_indices_name_images_of_the_full_list(devkit_dir, tmp_path, capsys):
+    # No val2 image is in the 2014 DET blacklist, so the real-data test above cannot see the
+    # index -> name mapping. Here: full list a, b, c; evaluated sub-list c, a; one accordion box
+    # in each image. The blacklist line "1 accordion" means image a (full-list index 1).
+    from evaluation.annotations import Annotation, write_xml
+
+    for name in "abc":
+        write_xml(tmp_path / f"{name}.xml",
+                  Annotation(name, 100, 100, np.array([[0, 0, 49, 49]]), ("n02672831",)))  # fmt: skip
+    (tmp_path / "full.txt").write_text("a 1\nb 2\nc 3\n")
+    (tmp_path / "sub.txt").write_text("c 1\na 2\n")
+    (tmp_path / "bl.txt").write_text("1 n02672831\n")
+    # Sub-list image 1 (c): a false positive; image 2 (a): a true positive.
+    (tmp_path / "pred.txt").write_text("1 1 0.9 60 60 90 90\n2 1 0.5 0 0 49 49\n")
+    args = ["det", "--gt", str(tmp_path), "--images", str(tmp_path / "sub.txt"),
+            "--meta", str(devkit_dir / "t14/meta_det.mat"), "--pred", str(tmp_path / "pred.txt"),
+            "--blacklist", str(tmp_path / "bl.txt"), "--blacklist-images",
+            str(tmp_path / "full.txt"), "--json", str(tmp_path / "det.json")]  # fmt: skip
+    assert main(args) == 0
+    assert "199 class(es) have no ground-truth boxes" in capsys.readouterr().err
+    data = json.loads((tmp_path / "det.json").read_text())
+    # a is ignored (its detection and its box): c's box is the only positive and c's detection
+    # misses it -> AP 0. Reading index 1 as sub-list position 1 (image c) would give AP 1.
+    assert data["ap"]["1"] == 0.0 and data["ignored_detections"] == 1

@@ -84,3 +84,15 @@ def test_2014_blacklist_file_has_1762_indices_from_36(devkit_dir):
         devkit_dir / "t14/ILSVRC2014_clsloc_validation_blacklist.txt"
     )
     assert len(bl) == 1762 and bl.min() == 36 and bl.max() == 49981
+
+
+def test_errors_are_wrong_count_over_image_count_bit_for_bit():
+    # eval_flat.m / eval_clsloc.m compute sum(e)/n: 3 wrong of 10 is the double nearest 0.3,
+    # where 1 - 7/10 would be 0.30000000000000004.
+    gt = np.arange(10)
+    pred = np.where(np.arange(10) < 7, gt, 99)[:, None]
+    assert classification_errors(gt, pred)[0] == 3 / 10
+    boxes = [[[0, 0, 9, 9]]] * 11
+    res = _loc(np.zeros(11, int), boxes, np.where(np.arange(11) < 7, 0, 5)[:, None],
+               np.full((11, 1, 4), [0, 0, 9, 9]), blacklist=np.arange(11) == 10)  # fmt: skip
+    assert res.loc_error == 3 / 10 and res.cls_error == 4 / 11

@@ -104,3 +104,33 @@ def test_distributed_gather_counts_padded_duplicates_once():
         assert cls["duplicates_dropped"] == 1
         # 3 positives, 3 true positives once each; a counted duplicate would be a false positive.
         assert det["mAP"] == 1.0 and det["duplicates_dropped"] == 1
+
+
+def test_det_process_refuses_labels_scores_boxes_of_different_lengths():
+    # One score or box too many would shift every later detection onto another's box.
+    truth = DetGroundTruth(("img0",), np.array([0]), np.array([0]), np.array([[0, 0, 9, 9]]))
+    det = DetEvaluator(truth, 1)
+    with pytest.raises(ValueError, match="img0: 2 labels, 2 scores, 3 boxes"):
+        det.process(["img0"], [np.array([0, 0])], [np.array([0.9, 0.8])],
+                    [np.array([[0, 0, 9, 9], [50, 50, 59, 59], [0, 0, 9, 9]])])  # fmt: skip
+    with pytest.raises(ValueError, match="img0: 1 labels, 2 scores, 1 boxes"):
+        det.process(["img0"], [np.array([0])], [np.array([0.9, 0.8])], [np.array([[0, 0, 9, 9]])])
+
+
+def test_reuse_without_reset_warns_that_first_records_are_scored():
+    # A second pass (e.g. the next epoch) without reset(): only the first pass's record of each
+    # image is scored, so the second pass's perfect guesses must not go unnoticed.
+    anns, labels = tiny_truth()
+    ev = ClsLocEvaluator(anns, labels)
+    names = [f"img{i}" for i in range(8)]
+    ev.process(names, np.full((8, 1), 9))  # image i has label i: class 9 is always wrong
+    ev.process(names, np.arange(8)[:, None])  # all right
+    with pytest.warns(UserWarning, match=r"8 image\(s\) were processed more than once.*reset\(\)"):
+        out = ev.evaluate()
+    assert out["cls_error_by_guesses"][0] == 1.0 and out["duplicates_dropped"] == 8
+    det = DetEvaluator(DetGroundTruth(("img0",), np.array([0]), np.array([0]),
+                                      np.array([[0, 0, 9, 9]])), 1)  # fmt: skip
+    for _ in range(2):
+        det.process(["img0"], [np.array([0])], [np.array([0.5])], [np.array([[0, 0, 9, 9]])])
+    with pytest.warns(UserWarning, match=r"1 image\(s\) were processed more than once"):
+        det.evaluate()

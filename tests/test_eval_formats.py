@@ -76,6 +76,7 @@ def test_det_lists_and_blacklists_read(devkit_dir):
         (formats.read_devkit_loc, "1 0 0 9 inf\n", 1, "NaN and inf"),
         (formats.read_ground_truth_txt, "490\n1001\n", 2, "outside 1..1000"),
         (formats.read_image_list, "a 1\nb 3\n", 2, "expected 2"),
+        (formats.read_image_list, "a 1\nb 2\na 3\n", 3, "already listed on line 1"),
         (formats.read_clsloc_blacklist, "36\nx\n", 2, "image index"),
         (formats.read_det_blacklist, "46 n00007846\n85\n", 2, "<image_index> <WNID>"),
     ],
@@ -174,3 +175,40 @@ def test_empty_det_submission_warns_and_scores_zero(tmp_path):
     res = evaluate_detection(sub.image_index - 1, sub.det_id - 1, sub.confidence, sub.boxes,
                              np.array([0]), np.array([0]), np.array([[0, 0, 9, 9]]), 1)  # fmt: skip
     assert len(sub) == 0 and res.ap.tolist() == [0.0]
+
+
+def test_classification_label_out_of_range_refused_with_line(tmp_path):
+    # README "bad submissions": an out-of-range label is refused (as the loc command does), not
+    # scored as a guess that never matches; here the right label 490 comes first, so a silent
+    # acceptance would report error 0.
+    gt = write(tmp_path / "gt.txt", "490\n1\n")
+    pred = write(tmp_path / "p.txt", "490 1\n1 2 1860\n")
+    with pytest.raises(ValueError, match=r"p\.txt:2: label 1860 outside ILSVRC2012_ID 1..1000"):
+        evaluate_classification_files(gt, pred)
+
+
+def test_files_saved_with_a_byte_order_mark_are_read(tmp_path):
+    # Spreadsheet programs and pandas' "utf-8-sig" start a CSV with U+FEFF; it is still the
+    # Kaggle format (header ImageId,PredictionString), for submissions and ground truth alike.
+    gt, syn = _clsloc_gt(tmp_path)
+    gt.write_text("\ufeff" + gt.read_text(encoding="utf-8"), encoding="utf-8")
+    pred = write(tmp_path / "p.csv", "\ufeffImageId,PredictionString\n"
+                 "ILSVRC2012_val_00000001,n01440764 0 0 9 9\n"
+                 "ILSVRC2012_val_00000002,n01440764 0 0 9 9 n01443537 0 0 9 9\n")  # fmt: skip
+    res, extra = evaluate_localization_files(gt, pred, synsets=syn)
+    assert res.loc_error_by_guesses == (0.5, 0.0, 0.0, 0.0, 0.0) and extra["missing"] == 0
+    # The same mark before a DET submission's first line.
+    det = tmp_path / "det.txt"
+    det.write_text("\ufeff1 1 0.5 0 0 9 9\n1 1 0.25 0 0 9 9\n", encoding="utf-8")
+    sub = formats.read_det_submission(det, num_images=1)
+    assert sub.confidence.tolist() == [0.5, 0.25] and sub.image_index.tolist() == [1, 1]
+
+
+def test_index_space_label_1000_error_names_the_meta_fix(tmp_path):
+    # Without --meta the synset mapping beside the ground truth makes integer labels sorted
+    # indices; a devkit submission then holds ILSVRC2012_ID 1000, and the error says what to pass.
+    gt, syn = _clsloc_gt(tmp_path)
+    pred = write(tmp_path / "p.txt", "1 0 0 9 9\n1000 0 0 9 9\n")
+    with pytest.raises(ValueError, match=r"p\.txt:2: label 1000 outside sorted index 0..999 "
+                                         r"\(if the labels are ILSVRC2012_IDs, pass --meta"):  # fmt: skip
+        evaluate_localization_files(gt, pred, synsets=syn)

@@ -56,3 +56,32 @@ def test_det_ids_accordion_to_zebra(devkit_dir):
 def test_wrong_meta_file_is_named(devkit_dir):
     with pytest.raises(ValueError, match="meta_det.mat.*pass the CLS-LOC meta.mat"):
         ClassLabels.from_devkit_meta(devkit_dir / "t14/meta_det.mat")
+
+
+def _renamed_meta(src, dst, id_field, new_id_field, keep):
+    """The devkit meta ``src`` rewritten as the ILSVRC2015 devkit lays it out: the leaf synsets
+    only, the id field renamed, ``words``/``gloss`` renamed ``name``/``description`` (2015 readme:
+    "the same as in ILSVRC2012/13 devkits except the id field was renamed")."""
+    import scipy.io
+
+    mat = scipy.io.loadmat(str(src), squeeze_me=True, struct_as_record=False)
+    leaves = [s for s in mat["synsets"] if 1 <= int(getattr(s, id_field)) <= keep]
+    out = np.zeros((1, len(leaves)), dtype=[(new_id_field, "O"), ("WNID", "O"), ("name", "O"),
+                                            ("description", "O")])  # fmt: skip
+    for i, s in enumerate(leaves):
+        name = s.words if hasattr(s, "words") else s.name
+        out[0, i] = (float(getattr(s, id_field)), str(s.WNID), str(name), "")
+    scipy.io.savemat(str(dst), {"synsets": out})
+    return {int(getattr(s, id_field)): str(s.WNID) for s in leaves}
+
+
+def test_2015_devkit_meta_with_renamed_fields_gives_the_same_ids(devkit_dir, tmp_path, labels):
+    ids = _renamed_meta(devkit_dir / "t12/meta.mat", tmp_path / "meta_clsloc.mat",
+                        "ILSVRC2012_ID", "ILSVRC2015_CLSLOC_ID", 1000)  # fmt: skip
+    got = ClassLabels.from_devkit_meta(tmp_path / "meta_clsloc.mat")
+    assert got.devkit_wnids == tuple(ids[i] for i in range(1, 1001))
+    assert got.devkit_wnids[0] == "n02119789" and got.words == labels.words
+    det_ids = _renamed_meta(devkit_dir / "t14/meta_det.mat", tmp_path / "meta_det.mat",
+                            "ILSVRC2013_DET_ID", "ILSVRC2015_DET_ID", 200)  # fmt: skip
+    det = DetLabels.from_devkit_meta(tmp_path / "meta_det.mat")
+    assert det.wnids == tuple(det_ids[i] for i in range(1, 201)) and det.wnids[0] == "n02672831"

@@ -7,7 +7,7 @@ A checkpoint (``checkpoint-SSSSSSSS.pt``, S = optimizer steps taken) holds::
     model_config           OverFeat.config: build_model(**model_config) rebuilds the network
     train_config           TrainConfig.to_dict()
     optimizer, scheduler   their state_dicts
-    progress               {"epoch", "step_in_epoch", "global_step", "epoch_done"}
+    progress               {"epoch", "step_in_epoch", "global_step"}: where to continue
     meters                 the running sums of the epoch in progress (exact mid-epoch metrics)
     rng                    {"seed", "global_step", "torch_cpu"}: every random draw of a step is
                            re-seeded from (seed, rank, global_step), see train.step_seed

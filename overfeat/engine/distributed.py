@@ -116,6 +116,11 @@ def barrier(env: DistEnv) -> None:
         dist.barrier()
 
 
-def shutdown(env: DistEnv) -> None:
+def shutdown(env: DistEnv, wait: bool = True) -> None:
+    """Leave the process group; with ``wait`` (a normal end) after a barrier, so no process
+    tears down its connections while a peer still uses them (a gloo process could then abort
+    at exit: "terminate called without an active exception", SIGABRT)."""
     if env.distributed and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()

@@ -23,6 +23,14 @@ def _plain(value):
     return value
 
 
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _from_plain(value):
+    """Inverse of ``_plain``: the strings it writes for NaN and ±inf become floats again."""
+    return _NONFINITE.get(value, value) if isinstance(value, str) else value
+
+
 class MetricsLog:
     """Append-only JSONL log; a no-op on ranks other than 0 (``enabled=False``)."""
 
@@ -30,12 +38,27 @@ class MetricsLog:
         self.path = Path(path)
         self.enabled = enabled
 
-    def rewind(self, global_step: int) -> None:
-        """Keep only records with ``global_step <= global_step`` (resume); start empty at 0."""
+    def rewind(self, global_step: int, unfinished_epoch: int | None = None) -> None:
+        """Keep only records with ``global_step <= global_step`` (resume); start empty at 0.
+
+        ``unfinished_epoch``: the epoch the checkpoint was taken in (its ``progress["epoch"]``);
+        ``"epoch"`` records of it or later are dropped too. A checkpoint at an epoch's last step
+        precedes that epoch's validation and record, which share its ``global_step``: a run
+        killed between them resumes from that checkpoint and writes the record again.
+        """
         if not self.enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        kept = [r for r in read_metrics(self.path) if r["global_step"] <= global_step]
+        kept = [
+            r
+            for r in read_metrics(self.path)
+            if r["global_step"] <= global_step
+            and not (
+                unfinished_epoch is not None
+                and r.get("kind") == "epoch"
+                and r.get("epoch", -1) >= unfinished_epoch
+            )
+        ]
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w") as f:
             for r in kept:
@@ -60,7 +83,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            out.append({k: _from_plain(v) for k, v in json.loads(line).items()})
         except json.JSONDecodeError as e:
             if i == len(lines):
                 break

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -27,6 +28,10 @@ EPOCH_COLUMNS = (
 def chance_top5_error(num_classes: int) -> float:
     """Top-5 error of guessing: the true class is among 5 random guesses with p = 5 / C."""
     return max(0.0, 1.0 - 5.0 / num_classes)
+
+
+def _finite_or_inf(value) -> float:
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else math.inf
 
 
 def _fmt(value) -> str:
@@ -68,7 +73,8 @@ def render_training_report(run_dir: str | os.PathLike, out: str | os.PathLike, n
     env = json.loads(env_path.read_text()) if env_path.exists() else {}
     num_classes = env.get("num_classes")
     last = epochs[-1]
-    best = min(epochs, key=lambda r: r.get("val_top5_error", float("inf")))
+    # An epoch whose every validation image was skipped has a NaN error: never the best.
+    best = min(epochs, key=lambda r: _finite_or_inf(r.get("val_top5_error")))
     minutes = sum(r["seconds"] for r in epochs) / 60
     lines = [
         f"# Training run `{name}`",

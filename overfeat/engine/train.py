@@ -107,6 +107,21 @@ def he_initialisation(model: nn.Module, last_std: float = 1e-2) -> None:
         nn.init.zeros_(m.bias)
 
 
+def _images_per_process(local_images: int, env: DistEnv, like: torch.Tensor) -> torch.Tensor:
+    """``(images decoded in the whole global batch) / W``: a process's local loss sum divided
+    by it makes the gradient DDP averages over W processes the mean over every decoded image.
+
+    Skipped (corrupt) images make the local batches uneven; dividing each by its own size would
+    weight an image of a short batch more than one of a full batch, and W processes would no
+    longer follow the one-process run. The count is all-reduced on the device (no host sync);
+    it is at least 1, so a step with no decoded image gives a zero loss, not NaN.
+    """
+    n = torch.full((), float(local_images), dtype=like.dtype, device=like.device)  # no copy
+    if env.distributed:
+        torch.distributed.all_reduce(n, op=torch.distributed.ReduceOp.SUM)
+    return n.clamp(min=1.0) / env.world_size
+
+
 def _set_dropout(model: nn.Module, p: float) -> None:
     for m in model.modules():
         if isinstance(m, nn.Dropout):
@@ -209,10 +224,15 @@ def train_classifier(
     own_env = env is None
     env = env or init_distributed(config.device)
     try:
-        return _train(config, resume, train_set, val_set, collate_fn, env)
-    finally:
+        result = _train(config, resume, train_set, val_set, collate_fn, env)
+    except BaseException:
         if own_env:
-            shutdown(env)
+            # No barrier: the peers may never reach one; exiting lets torchrun stop them.
+            shutdown(env, wait=False)
+        raise
+    if own_env:
+        shutdown(env)
+    return result
 
 
 def _train(config, resume, train_set, val_set, collate_fn, env: DistEnv) -> dict:
@@ -277,7 +297,7 @@ def _train(config, resume, train_set, val_set, collate_fn, env: DistEnv) -> dict
     log = MetricsLog(out / "metrics.jsonl", enabled=env.is_main)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        log.rewind(progress["global_step"])
+        log.rewind(progress["global_step"], unfinished_epoch=progress["epoch"])
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         (out / "environment.json").write_text(json.dumps(_environment(env, train_set), indent=2))
 
@@ -344,10 +364,11 @@ def _train(config, resume, train_set, val_set, collate_fn, env: DistEnv) -> dict
             images, labels = to_device(images, labels, env.device, cl)
             with autocast_for(config, env.device):
                 logits = class_scores(net, images).float()
-            # Sum over the local batch / its size: the mean cross-entropy, and 0 (not NaN) for
-            # a batch whose every image was corrupt, so every process still joins the all-reduce.
+            # The mean cross-entropy over the images of the whole global batch that decoded, and
+            # 0 (not NaN) for a batch whose every image was corrupt, so every process still joins
+            # the all-reduce.
             loss_sum = F.cross_entropy(logits, labels, reduction="sum")
-            loss = loss_sum / max(labels.numel(), 1)
+            loss = loss_sum / _images_per_process(labels.numel(), env, loss_sum)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -381,7 +402,12 @@ def _train(config, resume, train_set, val_set, collate_fn, env: DistEnv) -> dict
             bar.close()
         train_sums = meters.reduced(env)
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
+        with warnings.catch_warnings():
+            # Resumed from a checkpoint at this epoch's last step, this process took no optimizer
+            # step before this one; torch's call-order warning is then spurious (the scheduler's
+            # state came from the checkpoint, nothing is skipped).
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)`")
+            scheduler.step()
         record = {"kind": "epoch", "epoch": epoch, "global_step": global_step, "lr": lr}
         record |= summarize(train_sums, "train")
         if val_set is not None:
