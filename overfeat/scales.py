@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from overfeat.data.transforms import shorter_side_size
 from overfeat.dense import dense_scores
 from overfeat.geometry import layer5_stride, receptive_field
 from overfeat.models import ARCHS, ArchSpec
@@ -146,14 +147,10 @@ def resize(images: torch.Tensor, size: Size) -> torch.Tensor:
 def resize_shorter_side(images: torch.Tensor, side: int = TEN_VIEW_SHORTER_SIDE) -> torch.Tensor:
     """Resize so the shorter side is ``side``, keeping the aspect ratio (§3.1). (N,3,H,W).
 
-    The long side is ``floor(side · long / short)``, the rule of
-    ``overfeat.data.transforms.resize_smallest_side`` (its PIL counterpart at load time), so an
-    image already resized there passes through unchanged.
+    The long side follows ``overfeat.data.transforms.shorter_side_size``, the rule of its PIL
+    counterpart at load time, so an image already resized there passes through unchanged.
     """
-    h, w = images.shape[-2:]
-    if h <= w:
-        return resize(images, (side, side * w // h))
-    return resize(images, (side * h // w, side))
+    return resize(images, shorter_side_size(*images.shape[-2:], side))
 
 
 def spatial_max(scores: torch.Tensor, softmax: bool = SOFTMAX_BEFORE_SPATIAL_MAX) -> torch.Tensor:

@@ -21,23 +21,25 @@ import torch
 from PIL import Image
 
 from overfeat.models import ARCHS
+from overfeat.release import weights as release_weights
 
 __all__ = [
     "CROP_SIZE_FROM_ARCH",
+    "EvalTransform",
     "FLIP_PROBABILITY",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "NORMALIZATIONS",
+    "Normalization",
     "RELEASE_MEAN",
     "RELEASE_STD",
     "RESIZE_SHORT_SIDE",
-    "EvalTransform",
-    "Normalization",
     "TrainTransform",
     "eval_transform",
     "image_to_tensor",
     "resize_smallest_side",
     "sample_rng",
+    "shorter_side_size",
     "train_transform",
 ]
 
@@ -56,8 +58,8 @@ FLIP_PROBABILITY = 0.5
 
 # The paper states no input normalisation (FACTS §10). The released networks' wrapper (FACTS §6.1,
 # [JHJIN]) subtracts the scalar 118.380948 and divides by 61.896913 on 0-255 RGB pixels.
-RELEASE_MEAN = (118.380948,) * 3
-RELEASE_STD = (61.896913,) * 3
+RELEASE_MEAN = (release_weights.RELEASE_MEAN,) * 3
+RELEASE_STD = (release_weights.RELEASE_STD,) * 3
 # The per-channel statistics torchvision uses, on 0-255 pixels.
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
@@ -101,11 +103,17 @@ def resize_smallest_side(img: Image.Image, size: int = RESIZE_SHORT_SIDE) -> Ima
     w, h = img.size
     if min(w, h) == size:
         return img
-    if w <= h:
-        new = (size, size * h // w)
-    else:
-        new = (size * w // h, size)
-    return img.resize(new, Image.BILINEAR)
+    new_h, new_w = shorter_side_size(h, w, size)
+    return img.resize((new_w, new_h), Image.BILINEAR)
+
+
+def shorter_side_size(height: int, width: int, side: int) -> tuple[int, int]:
+    """``(height, width)`` after resizing the shorter side to ``side``: the long side is
+    ``floor(side · long / short)``. The one rule for PIL images here and tensors in
+    ``overfeat.scales``."""
+    if height <= width:
+        return side, side * width // height
+    return side * height // width, side
 
 
 def _to_tensor(pixels: np.ndarray, norm: Normalization) -> torch.Tensor:
