@@ -192,6 +192,10 @@ class OverFeat(nn.Module):
             if j < len(widths) - 1:
                 cls[f"relu{n + j}"] = _activation(activation)
                 # §3.1: "DropOut with a rate of 0.5 in the fully connected layers (6th and 7th)".
+                # Decision DROPOUT_AFTER_FIRST_TWO_CLASSIFIER_LAYERS: "6th and 7th" numbers the
+                # fast network's layers; the accurate network's classifier is layers 7–9 (its
+                # layer 6 is a convolution), so its dropout follows fc7 and fc8, the same two
+                # places: after each classifier layer but the last.
                 cls[f"drop{n + j}"] = nn.Dropout(dropout)
             in_ch = out_ch
         self.classifier = nn.Sequential(cls)

@@ -193,6 +193,26 @@ def _resized_groups(
     ]
 
 
+class _evaluating:
+    """``with _evaluating(model):`` the network in eval mode (dropout off) and no autograd graph;
+    every submodule's previous mode is restored on exit. The Table 2 votes are a trained network's
+    test-time answer (§3.3), whatever mode the caller left it in."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.no_grad = torch.no_grad()
+
+    def __enter__(self) -> None:
+        self.modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        self.no_grad.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        self.no_grad.__exit__(*exc)
+        for m, training in self.modes:
+            m.training = training
+
+
 def multiscale_class_vector(
     model: nn.Module,
     images: Images,
@@ -208,17 +228,21 @@ def multiscale_class_vector(
     resized to each scale by :func:`scale_input_size`; images that get the same size share one
     dense pass); ``sizes``: the scales' (rows, cols) → ``(N, C)``. Step (iii), the top-1/top-5,
     is the caller's ``topk`` on the result.
+
+    The network runs in eval mode (dropout off) without gradients, its previous mode restored
+    after; the result does not require grad.
     """
     total: torch.Tensor | None = None
-    for size in sizes:
-        for idx, x in _resized_groups(images, size, model.spec, resize_mode):
-            if flips:  # image and mirror image in one batch: (2n, 3, h, w)
-                x = torch.cat([x, x.flip(-1)])
-            v = spatial_max(dense_scores(model, x, offsets), softmax)
-            v = v.reshape(2, len(idx), -1).sum(dim=0) if flips else v
-            if total is None:
-                total = v.new_zeros(len(_as_list(images)), v.shape[-1])
-            total[idx] += v
+    with _evaluating(model):
+        for size in sizes:
+            for idx, x in _resized_groups(images, size, model.spec, resize_mode):
+                if flips:  # image and mirror image in one batch: (2n, 3, h, w)
+                    x = torch.cat([x, x.flip(-1)])
+                v = spatial_max(dense_scores(model, x, offsets), softmax)
+                v = v.reshape(2, len(idx), -1).sum(dim=0) if flips else v
+                if total is None:
+                    total = v.new_zeros(len(_as_list(images)), v.shape[-1])
+                total[idx] += v
     return total / (len(sizes) * (2 if flips else 1))
 
 
@@ -230,7 +254,8 @@ def ten_view_class_vector(
     ``images``: ``(N, 3, H, W)`` or a list of ``(3, H, W)``, shorter side 256
     (:func:`resize_shorter_side`) → ``(N, C)``. Crops have the training crop's side (221
     accurate, 231 fast); the centre crop starts at ``((H − s) // 2, (W − s) // 2)``. All 10·N
-    crops go through ``model`` in one batch.
+    crops go through ``model`` in one batch, in eval mode (dropout off) and without gradients,
+    the network's previous mode restored after.
     """
     s = model.spec.input_size
     views = []
@@ -241,7 +266,8 @@ def ten_view_class_vector(
         origins = [(0, 0), (0, w - s), (h - s, 0), (h - s, w - s), ((h - s) // 2, (w - s) // 2)]
         views.extend(img[:, :, y : y + s, x : x + s] for y, x in origins)
     crops = torch.cat(views)  # (5·N, 3, s, s), image-major
-    scores = model(torch.cat([crops, crops.flip(-1)]))
+    with _evaluating(model):
+        scores = model(torch.cat([crops, crops.flip(-1)]))
     if scores.shape[-2:] != (1, 1):
         raise ValueError(f"a {s}x{s} crop must give a 1x1 output, got {tuple(scores.shape)}")
     v = spatial_max(scores, softmax)  # (10·N, C): [crops, flipped crops]
@@ -281,13 +307,15 @@ class ClassificationProtocol:
 
     def class_vector(self, model: nn.Module, images: Images) -> torch.Tensor:
         """One network's final class vector ``(N, C)`` for a batch ``(N, 3, H, W)`` or a list
-        of N ``(3, H, W)`` images."""
-        if self.views == "ten_view":
-            shorter = [resize_shorter_side(img) for img in _as_list(images)]
-            return ten_view_class_vector(model, shorter, self.softmax)
-        return multiscale_class_vector(
-            model, images, self.sizes, self.flips, self.offsets, self.softmax
-        )
+        of N ``(3, H, W)`` images; the network votes in eval mode without gradients (its mode is
+        restored after)."""
+        with _evaluating(model):
+            if self.views == "ten_view":
+                shorter = [resize_shorter_side(img) for img in _as_list(images)]
+                return ten_view_class_vector(model, shorter, self.softmax)
+            return multiscale_class_vector(
+                model, images, self.sizes, self.flips, self.offsets, self.softmax
+            )
 
 
 def ensemble_class_vector(
@@ -297,7 +325,9 @@ def ensemble_class_vector(
 
     Decision ENSEMBLE_MEAN_OF_CLASS_VECTORS (paper silent beyond "voting", FACTS §6.2/§10):
     each member's final class vector (after its own votes over scales and flips, in the
-    protocol's score space, probabilities by default) is averaged with equal weight.
+    protocol's score space, probabilities by default) is averaged with equal weight. Every
+    member votes through :meth:`ClassificationProtocol.class_vector`: in eval mode, without
+    gradients, its own mode restored after.
     """
     if not models:
         raise ValueError("an ensemble needs at least one model")

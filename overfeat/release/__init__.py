@@ -2,6 +2,7 @@
 
 - :mod:`overfeat.release.weights`: read ``net_weight_0``/``net_weight_1`` into the project's networks;
 - :mod:`overfeat.release.classes`: the release's class order (ILSVRC2012_ID) ↔ sorted-WNID index;
+- :mod:`overfeat.release.resize`: ImageMagick 6's ``-resize``, the release's resizing step;
 - :mod:`overfeat.release.classify`: the release's preprocessing and the ``overfeat classify`` command.
 
 The weights are the user's own copy (NYU licence: internal research and evaluation only, no
