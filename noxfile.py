@@ -78,3 +78,36 @@ def benchmark(session: nox.Session) -> None:
 def make_synthetic(session: nox.Session) -> None:
     """Write a synthetic ILSVRC: ``nox -s make_synthetic -- OUT [--seed S --classes N ...]``."""
     session.run(_python(session), "-m", "overfeat", "make-synthetic", *session.posargs, external=True)
+
+
+def _reproduce(session: nox.Session, artifact: str) -> None:
+    session.run(
+        _python(session), "-m", "overfeat", "reproduce", artifact, "--readme", "README.md",
+        *session.posargs, external=True,
+    )  # fmt: skip
+
+
+@nox.session(python=False)
+def reproduce_table2(session: nox.Session) -> None:
+    """Table 2: ``nox -s reproduce_table2 [-- --data DIR --release-weights DIR ...]``; with no
+    arguments, the embedded default (synthetic data, toy networks trained on this machine)."""
+    _reproduce(session, "table2")
+
+
+@nox.session(python=False)
+def reproduce_table4(session: nox.Session) -> None:
+    """Table 4: parameters and connections from the layer arithmetic, beside the paper's."""
+    _reproduce(session, "table4")
+
+
+@nox.session(python=False)
+def reproduce_table5(session: nox.Session) -> None:
+    """Table 5: the six scales and their map sizes from the layer arithmetic."""
+    _reproduce(session, "table5")
+
+
+@nox.session(python=False)
+def report(session: nox.Session) -> None:
+    """Re-render every report, reports/README.md and the README's tables from the saved CSV/JSON
+    (no network runs)."""
+    _reproduce(session, "report")

@@ -15,7 +15,8 @@ COMMANDS: tuple[str, ...] = (
     "overfeat.engine.cli",  # train
     "overfeat.data.synthetic",  # make-synthetic
     "overfeat.release.classify",  # classify
-    "overfeat.geometry",  # geometry
+    "overfeat.reproduce.tables",  # geometry
+    "overfeat.reproduce.cli",  # reproduce
 )
 
 

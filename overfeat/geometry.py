@@ -23,10 +23,9 @@ Sizes are ``(rows, cols)`` = ``(H, W)`` throughout.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
-from overfeat.models import ARCHS, ArchSpec
+from overfeat.models import ArchSpec
 
 __all__ = [
     "OFFSETS",
@@ -46,7 +45,6 @@ __all__ = [
     "parameter_count",
     "post_pool_size",
     "receptive_field",
-    "register",
     "table5_row",
     "total_stride",
 ]
@@ -330,29 +328,3 @@ def format_table4(spec: ArchSpec, num_classes: int = 1000) -> str:
         f"with biases {tb / 1e6:.1f}M ({(tb / 1e6 - paper) / paper:+.2%}); Table 4: {paper}M"
     )
     return "\n".join(lines)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from overfeat.scales import scale_sizes
-
-    for name in args.arch:
-        spec = ARCHS[name]
-        print(format_table4(spec))
-        print(
-            f"  total stride {total_stride(spec)}, fine output stride {output_stride(spec)}, "
-            f"window {receptive_field(spec)}, receptive field with padding context "
-            f"{receptive_field(spec, padding_context=True)}"
-        )
-        for offsets in ("fine", "coarse"):
-            print(format_table5(spec, list(scale_sizes(spec)), offsets))
-        print()
-    return 0
-
-
-def register(subparsers) -> None:
-    """``overfeat geometry [--arch fast accurate]``: Tables 4 and 5 from the layer arithmetic."""
-    p = subparsers.add_parser(
-        "geometry", help="print Tables 4 and 5 recomputed from the layer arithmetic"
-    )
-    p.add_argument("--arch", nargs="+", choices=sorted(ARCHS), default=["fast", "accurate"])
-    p.set_defaults(func=_run)

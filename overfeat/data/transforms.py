@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 
 from overfeat.models import ARCHS
-from overfeat.release import weights as release_weights
+from overfeat.normalization import RELEASE_MEAN as _RELEASE_MEAN
+from overfeat.normalization import RELEASE_STD as _RELEASE_STD
 
 __all__ = [
     "CROP_SIZE_FROM_ARCH",
@@ -58,8 +59,8 @@ FLIP_PROBABILITY = 0.5
 
 # The paper states no input normalisation (FACTS §10). The released networks' wrapper (FACTS §6.1,
 # [JHJIN]) subtracts the scalar 118.380948 and divides by 61.896913 on 0-255 RGB pixels.
-RELEASE_MEAN = (release_weights.RELEASE_MEAN,) * 3
-RELEASE_STD = (release_weights.RELEASE_STD,) * 3
+RELEASE_MEAN = (_RELEASE_MEAN,) * 3
+RELEASE_STD = (_RELEASE_STD,) * 3
 # The per-channel statistics torchvision uses, on 0-255 pixels.
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)

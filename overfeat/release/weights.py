@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from overfeat.models import ARCHS, OverFeat, build_model
+from overfeat.normalization import RELEASE_MEAN, RELEASE_STD
 
 __all__ = [
     "RELEASE_DOCUMENTED",
@@ -56,10 +57,6 @@ RELEASE_DOCUMENTED: dict[str, tuple[int, int]] = {
     "accurate": (144_655_488, 144_656_488),
 }
 
-# Layer 0 of both released networks (overfeat-release.md §1.1): one scalar mean and std for all
-# three channels, applied to RGB pixels in 0–255.
-RELEASE_MEAN = 118.380948
-RELEASE_STD = 61.896913
 
 _FLOAT_BYTES = 4
 _GZIP_MAGIC = b"\x1f\x8b"

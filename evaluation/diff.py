@@ -1,0 +1,91 @@
+"""The diff against the paper: absolute numbers, and the paper's directions.
+
+Absolute numbers compare only where the reproduction ran what the paper ran: full-size networks
+on the 50,000 ILSVRC2012 validation images. Anywhere else (a subset, another data set, toy
+networks) a row says why it is not comparable, and what can still be compared is the *direction*
+of each of the paper's comparisons: does fine stride lower the error, do more scales, does an
+ensemble? Each direction is a pair of Table 2 rows, ``candidate`` vs ``baseline``, and its delta
+is ``error(candidate) − error(baseline)`` in percentage points (negative: the candidate is better).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+__all__ = [
+    "FULL_VALIDATION_IMAGES",
+    "TABLE2_DIRECTIONS",
+    "comparability",
+    "directions",
+    "sign_agreement",
+]
+
+# ILSVRC2012 validation: 50,000 images of 1,000 classes (FACTS §4, Table 2 caption).
+FULL_VALIDATION_IMAGES = 50_000
+FULL_VALIDATION_CLASSES = 1000
+
+# The comparisons Table 2 makes, as (name, candidate row, baseline row).
+TABLE2_DIRECTIONS: tuple[tuple[str, str, str], ...] = (
+    ("fine vs coarse stride (fast, 1 scale)", "T2-3", "T2-2"),
+    ("4 scales vs 1 scale (fast, fine)", "T2-4", "T2-3"),
+    ("6 scales vs 4 scales (fast, fine)", "T2-5", "T2-4"),
+    ("multi-scale dense vs 10-view (accurate)", "T2-7", "T2-6"),
+    ("ensemble vs single network (fast)", "T2-8", "T2-4"),
+    ("ensemble vs single network (accurate)", "T2-9", "T2-7"),
+    ("accurate vs fast (4 scales, fine)", "T2-7", "T2-4"),
+)
+METRICS = ("top1", "top5")
+
+
+def comparability(data: str, images: int, classes: int, full_size_networks: bool) -> str:
+    """``"yes"`` where the absolute numbers compare with the paper's, else ``"not comparable:
+    <why>"`` (the data set, the image count or the networks)."""
+    if classes != FULL_VALIDATION_CLASSES:
+        return f"not comparable: {data} ({classes} classes, not ILSVRC2012's 1000)"
+    if images != FULL_VALIDATION_IMAGES:
+        return f"not comparable: {data} ({images:,} of ILSVRC2012's 50,000 validation images)"
+    if not full_size_networks:
+        return "not comparable: toy-width networks"
+    return "yes"
+
+
+def sign_agreement(paper_delta: float, reproduced_delta: float) -> str:
+    """``"yes"`` when both deltas have the same sign, ``"no"`` when not (a reproduced delta of
+    exactly 0 agrees with nothing), ``"n/a"`` when either is missing."""
+    if any(v is None or math.isnan(v) for v in (paper_delta, reproduced_delta)):
+        return "n/a"
+    if reproduced_delta == 0 or paper_delta == 0:
+        return "yes" if reproduced_delta == paper_delta else "no"
+    return "yes" if (paper_delta < 0) == (reproduced_delta < 0) else "no"
+
+
+def directions(table: pd.DataFrame) -> pd.DataFrame:
+    """The paper's directions in a Table 2 result.
+
+    ``table``: one row per Table 2 row, with columns ``row``, ``paper_top1_error``,
+    ``paper_top5_error``, ``top1_error``, ``top5_error`` (percent; NaN where a row did not run).
+    Returns one row per (comparison, metric): ``comparison``, ``metric``, ``candidate``,
+    ``baseline``, ``paper_delta``, ``reproduced_delta``, ``agrees``.
+    """
+    by_row = table.set_index("row")
+    out = []
+    for name, cand, base in TABLE2_DIRECTIONS:
+        for m in METRICS:
+            paper = repro = math.nan
+            if cand in by_row.index and base in by_row.index:
+                paper = by_row.at[cand, f"paper_{m}_error"] - by_row.at[base, f"paper_{m}_error"]
+                repro = by_row.at[cand, f"{m}_error"] - by_row.at[base, f"{m}_error"]
+            out.append(
+                {
+                    "comparison": name,
+                    "metric": f"{m}_error",
+                    "candidate": cand,
+                    "baseline": base,
+                    "paper_delta": round(float(paper), 4),
+                    "reproduced_delta": round(float(repro), 4),
+                    "agrees": sign_agreement(float(paper), float(repro)),
+                }
+            )
+    return pd.DataFrame(out)

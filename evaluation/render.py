@@ -1,0 +1,321 @@
+"""Reports rendered from their data: CSV (the source of truth) and JSON → Markdown and PNG.
+
+A reproduction writes ``reports/<artifact>/<run>.csv`` and ``<run>.json``; everything a reader
+sees is rendered from those two files by this module, never typed:
+
+- ``<run>.md``: the table, paper beside reproduced with the delta, and the paper's directions;
+- ``<run>.png``: the table as a plot (Table 2: top-1 and top-5 error per row, paper beside
+  reproduced);
+- ``reports/README.md``: the index of every report;
+- the blocks of the project README between ``<!-- reproduce:NAME begin -->`` and
+  ``<!-- reproduce:NAME end -->`` markers.
+
+:func:`render_all` re-renders all of it from the saved files (``nox -s report``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from evaluation.diff import directions
+
+__all__ = [
+    "ARTIFACTS",
+    "readme_blocks",
+    "render_all",
+    "render_run",
+    "table2_markdown",
+    "table2_plot",
+    "update_readme",
+]
+
+ARTIFACTS = ("table2", "table4", "table5")
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def _num(value, digits: int = 2, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _cell(value) -> str:
+    text = "—" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A GitHub Markdown table; ``|`` inside cells is escaped."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def read_run(csv_path: str | Path) -> tuple[pd.DataFrame, dict]:
+    """A run's table and its JSON (``{}`` when there is none)."""
+    csv_path = Path(csv_path)
+    table = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
+    meta_path = csv_path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    return table, meta
+
+
+# ----------------------------------------------------------------------------- Table 2
+
+
+def _table2_rows_md(table: pd.DataFrame) -> str:
+    rows = []
+    for r in table.itertuples(index=False):
+        rows.append(
+            [
+                r.row,
+                r.approach,
+                r.protocol,
+                r.networks,
+                _num(r.paper_top1_error),
+                _num(r.top1_error),
+                _num(r.delta_top1, signed=True),
+                _num(r.paper_top5_error),
+                _num(r.top5_error),
+                _num(r.delta_top5, signed=True),
+                r.comparable,
+                r.note,
+            ]
+        )
+    header = [
+        "row", "approach (paper)", "protocol run", "networks", "paper top-1", "top-1", "Δ top-1",
+        "paper top-5", "top-5", "Δ top-5", "comparable", "note",
+    ]  # fmt: skip
+    return markdown_table(header, rows)
+
+
+def _directions_md(table: pd.DataFrame) -> str:
+    d = directions(table)
+    rows = [
+        [
+            r.comparison,
+            r.metric.replace("_error", ""),
+            f"{r.candidate} − {r.baseline}",
+            _num(r.paper_delta, signed=True),
+            _num(r.reproduced_delta, signed=True),
+            r.agrees,
+        ]
+        for r in d.itertuples(index=False)
+    ]
+    header = ["comparison", "metric", "rows", "paper Δ", "reproduced Δ", "same sign"]
+    return markdown_table(header, rows)
+
+
+def table2_markdown(table: pd.DataFrame, meta: dict, png_name: str | None = None) -> str:
+    """The whole Table 2 report: what ran, the table, the directions, the findings."""
+    lines = [f"# Table 2 reproduced: {meta.get('run', 'run')}", ""]
+    for key, label in (
+        ("data_description", "Data"),
+        ("networks_description", "Networks"),
+        ("command", "Command"),
+        ("created", "Written"),
+        ("environment", "Machine"),
+        ("seconds_total", "Seconds (all rows, this and earlier invocations)"),
+    ):
+        if key in meta:
+            value = meta[key]
+            if key == "command":
+                value = f"`{value}`"
+            elif key == "seconds_total":
+                value = f"{value:.0f}"
+            lines.append(f"- {label}: {value}")
+    for note in meta.get("notes", []):
+        lines.append(f"- {note}")
+    lines += [
+        "",
+        "Errors in percent. Δ = reproduced − paper; the paper's numbers are from its Table 2 "
+        "(arXiv:1312.6229v4 p.7, `evaluation/paper_tables/reported.csv`).",
+        "",
+        _table2_rows_md(table),
+        "",
+        "## The paper's directions",
+        "",
+        "Δ = error(first row) − error(second row), percentage points; negative: the first row "
+        "is better. \"same sign\" says whether the reproduction moves the way the paper does.",
+        "",
+        _directions_md(table),
+        "",
+    ]
+    if png_name:
+        lines += [f"![Table 2: paper vs reproduced]({png_name})", ""]
+    return "\n".join(lines)
+
+
+def table2_plot(table: pd.DataFrame, path: str | Path, title: str) -> Path:
+    """Top-1 and top-5 error per Table 2 row, paper (grey) beside reproduced (blue)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x = np.arange(len(table))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=False)
+    for ax, metric in zip(axes, ("top1", "top5")):
+        paper = table[f"paper_{metric}_error"].astype(float).to_numpy()
+        ours = table[f"{metric}_error"].astype(float).to_numpy()
+        ax.bar(x - 0.2, paper, 0.4, label="paper", color="#9a9a9a")
+        ax.bar(x + 0.2, np.nan_to_num(ours), 0.4, label="reproduced", color="#3b6ea8")
+        for i, v in enumerate(ours):
+            if math.isnan(v):
+                ax.text(x[i] + 0.2, 0.5, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+        ax.set_xticks(x, table["row"], rotation=0, fontsize=8)
+        ax.set_ylabel(f"{'top-1' if metric == 'top1' else 'top-5'} error (%)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- Tables 4 and 5
+
+
+def _plain_markdown(table: pd.DataFrame, meta: dict, title: str) -> str:
+    lines = [f"# {title}", ""]
+    for note in meta.get("notes", []):
+        lines.append(f"- {note}")
+    lines += ["", markdown_table(list(table.columns), table.values.tolist()), ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- runs and index
+
+
+def render_run(csv_path: str | Path) -> Path:
+    """Render ``<run>.md`` (and for Table 2 ``<run>.png``) beside ``csv_path``; returns the .md."""
+    csv_path = Path(csv_path)
+    artifact = csv_path.parent.name
+    table, meta = read_run(csv_path)
+    md_path = csv_path.with_suffix(".md")
+    if artifact == "table2":
+        png = table2_plot(
+            table, csv_path.with_suffix(".png"), f"Table 2, paper vs reproduced: {csv_path.stem}"
+        )
+        md_path.write_text(table2_markdown(table, meta, png.name), encoding="utf-8")
+    else:
+        title = {"table4": "Table 4", "table5": "Table 5"}.get(artifact, artifact)
+        md_path.write_text(
+            _plain_markdown(table, meta, f"{title} reproduced: {csv_path.stem}"), encoding="utf-8"
+        )
+    return md_path
+
+
+def run_csvs(reports: str | Path) -> list[Path]:
+    """Every run's CSV under ``reports/<artifact>/``, artifacts in :data:`ARTIFACTS` order."""
+    reports = Path(reports)
+    found = []
+    for artifact in ARTIFACTS:
+        found += sorted(
+            p for p in (reports / artifact).glob("*.csv") if not p.stem.endswith("_directions")
+        )
+    return found
+
+
+def _index(reports: Path) -> str:
+    lines = [
+        "# Reports",
+        "",
+        "Generated files only: each `.csv` is written by a run (`overfeat reproduce ...`), and "
+        "every `.md` and `.png` is rendered from it and its `.json` by `nox -s report`.",
+        "",
+    ]
+    rows = []
+    for csv_path in run_csvs(reports):
+        _, meta = read_run(csv_path)
+        rel = csv_path.relative_to(reports)
+        rows.append(
+            [
+                csv_path.parent.name,
+                f"[{csv_path.stem}]({rel.with_suffix('.md').as_posix()})",
+                meta.get("data_description", "—"),
+                meta.get("networks_description", "—"),
+            ]
+        )
+    lines.append(markdown_table(["artifact", "run", "data", "networks"], rows))
+    for other in ("training", "regression", "baselines"):
+        if (reports / other).is_dir():
+            lines.append("")
+            lines.append(f"- [{other}/]({other}/)")
+    return "\n".join(lines) + "\n"
+
+
+def readme_blocks(reports: str | Path) -> dict[str, str]:
+    """The README's generated blocks, by marker name: ``table2`` is Table 2 with every committed
+    run's top-1/top-5 beside the paper's."""
+    runs = [(p.stem, *read_run(p)) for p in run_csvs(reports) if p.parent.name == "table2"]
+    if not runs:
+        return {"table2": "(no Table 2 report yet: run `nox -s reproduce_table2`)"}
+    base = runs[0][1]
+    header = ["row", "approach (paper)", "paper top-1 / top-5"]
+    for name, _, _ in runs:
+        header.append(f"{name} top-1 / top-5")
+    rows = []
+    for i, r in enumerate(base.itertuples(index=False)):
+        cells = [r.row, r.approach, f"{_num(r.paper_top1_error)} / {_num(r.paper_top5_error)}"]
+        for _, table, _ in runs:
+            t = table.iloc[i]
+            cells.append(f"{_num(t.top1_error)} / {_num(t.top5_error)}")
+        rows.append(cells)
+    lines = [markdown_table(header, rows), ""]
+    for name, table, meta in runs:
+        d = directions(table)
+        agree = int((d["agrees"] == "yes").sum())
+        known = int((d["agrees"] != "n/a").sum())
+        lines.append(
+            f"- **{name}** ([report](reports/table2/{name}.md)): {meta.get('data_description', '')}; "
+            f"{meta.get('networks_description', '')}. The paper's directions: {agree} of {known} "
+            "agree in sign."
+        )
+    return {"table2": "\n".join(lines)}
+
+
+_MARKER = re.compile(
+    r"(<!-- reproduce:(?P<name>[\w-]+) begin -->\n)(?P<body>.*?)(\n<!-- reproduce:(?P=name) end -->)",
+    re.S,
+)
+
+
+def update_readme(readme: str | Path, reports: str | Path, check: bool = False) -> bool:
+    """Rewrite the README's generated blocks from ``reports``; with ``check``, only say whether
+    they are current. Returns True when the README already matched."""
+    readme = Path(readme)
+    text = readme.read_text(encoding="utf-8")
+    blocks = readme_blocks(reports)
+
+    def fill(m: re.Match) -> str:
+        body = blocks.get(m.group("name"), m.group("body"))
+        return m.group(1) + body + m.group(4)
+
+    new = _MARKER.sub(fill, text)
+    if new != text and not check:
+        readme.write_text(new, encoding="utf-8")
+    return new == text
+
+
+def render_all(reports: str | Path, readme: str | Path | None = None) -> list[Path]:
+    """Re-render every report, the index and the README blocks from the saved CSV/JSON."""
+    reports = Path(reports)
+    written = [render_run(p) for p in run_csvs(reports)]
+    index = reports / "README.md"
+    index.write_text(_index(reports), encoding="utf-8")
+    written.append(index)
+    if readme is not None and Path(readme).is_file():
+        update_readme(readme, reports)
+        written.append(Path(readme))
+    return written

@@ -1,0 +1,14 @@
+"""The reproduction runner: one artifact of the paper = one protocol set run through networks
+and handed to the evaluation harness.
+
+- :mod:`overfeat.reproduce.networks`: where the networks come from (trained runs, the released
+  weights, or training them now, cached);
+- :mod:`overfeat.reproduce.embedded`: the embedded default (synthetic data, toy networks);
+- :mod:`overfeat.reproduce.runner`: Table 2's protocols over a validation set, scored by the
+  harness, each finished row saved;
+- :mod:`overfeat.reproduce.table2`, :mod:`overfeat.reproduce.tables`: Tables 2, 4 and 5;
+- :mod:`overfeat.reproduce.cli`: ``overfeat reproduce table2|table4|table5|report``.
+
+The paper's numbers, the diff against them and the rendering are data work and live in
+:mod:`evaluation` (``evaluation.paper``, ``evaluation.diff``, ``evaluation.render``).
+"""

@@ -1,0 +1,258 @@
+"""Table 2 reproduced: every OverFeat row run, scored, and written beside the paper's numbers.
+
+``reproduce_table2`` resolves the data and the networks (:mod:`overfeat.reproduce.networks`),
+runs each row of ``overfeat.scales.TABLE2_PROTOCOLS`` (:func:`overfeat.reproduce.runner.run_row`)
+and writes ``reports/table2/<run>.csv`` (the source of truth) and ``<run>.json`` (every row's
+harness output and how the run was made); :mod:`evaluation.render` renders the Markdown and the
+plot from them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from evaluation.diff import comparability
+from evaluation.paper import table2_rows
+from overfeat.reproduce.embedded import (
+    EMBEDDED_DATA,
+    EMBEDDED_MEMBERS,
+    EMBEDDED_TRAIN_ARGS,
+    embedded_data,
+    synthetic_command,
+)
+from overfeat.reproduce.networks import (
+    NetworkRef,
+    SourceError,
+    from_checkpoints,
+    from_release,
+    parse_checkpoints,
+    train_missing,
+)
+from overfeat.reproduce.runner import RunOptions, protocol_summary, run_row, validation_samples
+from overfeat.scales import TABLE2_PROTOCOLS
+
+__all__ = ["COLUMNS", "Table2Request", "reproduce_table2"]
+
+COLUMNS = (
+    "row", "approach", "arch", "protocol", "members", "paper_members", "networks", "data",
+    "images", "skipped", "top1_error", "top5_error", "paper_top1_error", "paper_top5_error",
+    "delta_top1", "delta_top5", "comparable", "note",
+)  # fmt: skip
+PAPER_ENSEMBLE = 7  # §3.4: "7 ... models, each trained with different initializations"
+
+
+@dataclass
+class Table2Request:
+    """What a user asked for (the flags of ``overfeat reproduce table2``)."""
+
+    data: str | None = None
+    limit: int | None = None
+    rows: tuple[str, ...] = ()
+    release_weights: str | None = None
+    meta: str | None = None
+    checkpoints: tuple[str, ...] = ()
+    train: bool = False
+    train_args: tuple[str, ...] = ()
+    members: int | None = None
+    name: str | None = None
+    cache: str = "runs/reproduce"
+    reports: str = "reports"
+    readme: str | None = None
+    options: RunOptions = field(default_factory=RunOptions)
+    command: str = ""
+
+
+def _rows(request: Table2Request) -> list[str]:
+    known = ["T2-1", *TABLE2_PROTOCOLS]
+    if not request.rows:
+        return known
+    unknown = [r for r in request.rows if r not in known]
+    if unknown:
+        raise SourceError(f"--rows {','.join(unknown)}: unknown; the rows are {', '.join(known)}")
+    return [r for r in known if r in request.rows]
+
+
+def _resolve(request: Table2Request):
+    """→ ``(data path, data description, networks by arch, networks description, notes)``."""
+    notes = []
+    embedded = request.data is None
+    if embedded:
+        if request.release_weights or request.checkpoints:
+            raise SourceError("--release-weights and --checkpoints need --data (the images their "
+                              "networks were trained for)")  # fmt: skip
+        data = embedded_data(request.cache, request.options.progress)
+        data_desc = (
+            f"the embedded synthetic ILSVRC-format set "
+            f"(`{synthetic_command(EMBEDDED_DATA, data)}`)"
+        )
+        train, train_args = True, request.train_args or EMBEDDED_TRAIN_ARGS
+        members = request.members or EMBEDDED_MEMBERS
+    else:
+        data = Path(request.data)
+        if not data.is_dir():
+            raise SourceError(f"--data {data}: no such folder; pass an ILSVRC-layout root (Kaggle, "
+                              "classic or Imagenette's train/<wnid>/ + val/<wnid>/)")  # fmt: skip
+        data_desc = f"`{data.name}` ({data})"
+        train, train_args = request.train, request.train_args
+        members = request.members or PAPER_ENSEMBLE
+        if not (request.release_weights or request.checkpoints or train):
+            raise SourceError("--data needs networks: pass --release-weights DIR, --checkpoints "
+                              "fast=RUN accurate=RUN, or --train")  # fmt: skip
+    try:
+        samples, classes = validation_samples(data, request.limit)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SourceError(f"--data {data}: {exc}") from None
+    networks: dict[str, list[NetworkRef]] = {}
+    if request.release_weights:
+        networks.update(from_release(request.release_weights, classes, request.meta))
+    if request.checkpoints:
+        networks.update(from_checkpoints(parse_checkpoints(request.checkpoints), len(classes)))
+    if train:
+        missing = {a: members for a in ("fast", "accurate") if a not in networks}
+        if missing:
+            cache = Path(request.cache) / "train" / f"{data.name}"
+            networks.update(train_missing(data, cache, missing, train_args, len(classes)))
+            notes.append(
+                "Networks trained here by `overfeat train classifier --data DATA "
+                + " ".join(train_args)
+                + "` (ensemble members differ by --seed)."
+            )
+    data_desc += f": {len(samples):,} validation images, {len(classes)} classes"
+    if request.limit:
+        data_desc += f" (the first {request.limit} in file-name order)"
+    net_desc = "; ".join(
+        f"{arch} ×{len(refs)}: {refs[0].label}" + (" …" if len(refs) > 1 else "")
+        for arch, refs in sorted(networks.items(), reverse=True)
+    )
+    return data, data_desc, networks, net_desc, samples, classes, notes
+
+
+def _run_name(request: Table2Request, networks: dict[str, list[NetworkRef]]) -> str:
+    if request.name:
+        return request.name
+    if request.data is None:
+        return "embedded-default"
+    source = "release" if request.release_weights else "checkpoints" if request.checkpoints else "trained"
+    name = f"{Path(request.data).name}-{source}"
+    return name + (f"-first{request.limit}" if request.limit else "")
+
+
+def _pct(x: float) -> float:
+    return round(100.0 * x, 4)
+
+
+def reproduce_table2(request: Table2Request) -> Path:
+    """Run the requested rows and write ``reports/table2/<run>.csv`` and ``.json``; returns the
+    CSV's path. Finished rows (same data, networks and protocol) are reused, never recomputed."""
+    started = time.perf_counter()
+    rows = _rows(request)
+    data, data_desc, networks, net_desc, samples, classes, notes = _resolve(request)
+    name = _run_name(request, networks)
+    work = Path(request.cache) / "table2" / name
+    paper = table2_rows()
+    full_size = all(ref.full_size for refs in networks.values() for ref in refs)
+    comparable = comparability(data.name, len(samples), len(classes), full_size)
+    records, table = {}, []
+    for row in rows:
+        p = paper[row]
+        entry = dict.fromkeys(COLUMNS, "")
+        entry |= {
+            "row": row,
+            "approach": p.description,
+            "paper_top1_error": p.top1_error,
+            "paper_top5_error": p.top5_error,
+            "data": data.name,
+            "images": len(samples),
+            "comparable": comparable,
+        }
+        protocol = TABLE2_PROTOCOLS.get(row)
+        if protocol is None:
+            entry |= {"arch": "AlexNet", "protocol": "as reported by [15]", "note":
+                      "not an OverFeat network: the paper quotes it; not run here"}  # fmt: skip
+            entry["comparable"] = "paper only"
+            table.append(entry)
+            continue
+        refs = networks.get(protocol.arch, [])
+        wanted = protocol.models
+        entry |= {"arch": protocol.arch, "protocol": protocol_summary(protocol),
+                  "paper_members": wanted}  # fmt: skip
+        if not refs or (wanted > 1 and len(refs) < 2):
+            why = (
+                f"not available: no {protocol.arch} network was given"
+                if not refs
+                else f"not available: an ensemble needs several trained {protocol.arch} networks "
+                f"and only one was given"
+                + (" (the release holds one of each kind; pass --checkpoints with "
+                   f"{PAPER_ENSEMBLE} runs)" if request.release_weights else "")
+            )  # fmt: skip
+            entry |= {"members": 0, "note": why}
+            table.append(entry)
+            continue
+        members = refs[: min(wanted, len(refs))]
+        record = run_row(row, protocol, members, samples, work, request.options)
+        records[row] = record
+        h = record["harness"]
+        entry |= {
+            "members": len(members),
+            "networks": members[0].label + (f" and {len(members) - 1} more" if len(members) > 1 else ""),
+            "skipped": record["skipped"],
+            "top1_error": _pct(h["top1_error"]),
+            "top5_error": _pct(h["top5_error"]),
+        }
+        entry["delta_top1"] = round(entry["top1_error"] - p.top1_error, 4)
+        entry["delta_top5"] = round(entry["top5_error"] - p.top5_error, 4)
+        note = []
+        if len(members) < wanted:
+            note.append(f"ensemble of {len(members)} networks (paper: {wanted})")
+        if record["skipped"]:
+            note.append(f"{record['skipped']} undecodable images counted as errors")
+        entry["note"] = "; ".join(note)
+        table.append(entry)
+        status = "reused" if record["reused"] else f"{record['seconds']:.0f} s"
+        print(f"{row}: top-1 {entry['top1_error']:.2f}%, top-5 {entry['top5_error']:.2f}% "
+              f"({status})", flush=True)  # fmt: skip
+
+    frame = pd.DataFrame(table, columns=list(COLUMNS))
+    out_dir = Path(request.reports) / "table2"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / f"{name}.csv"
+    frame.to_csv(csv_path, index=False)
+    if request.data is None:
+        notes.insert(0, "Toy networks on a 10-class synthetic set: these are not the paper's "
+                     "numbers; what can match at this scale is the direction of each comparison.")  # fmt: skip
+    meta = {
+        "artifact": "table2",
+        "run": name,
+        "data_description": data_desc,
+        "networks_description": net_desc,
+        "command": request.command,
+        "created": date.today().isoformat(),
+        "environment": _environment(request.options),
+        "seconds_total": sum(r["seconds"] for r in records.values()),
+        "notes": notes,
+        "rows": {row: {k: v for k, v in r.items() if k != "reused"} for row, r in records.items()},
+    }
+    csv_path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    print(f"Table 2 written to {csv_path} in {time.perf_counter() - started:.0f} s", flush=True)
+    return csv_path
+
+
+def _environment(options: RunOptions) -> str:
+    import torch
+
+    device = options.device
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device = torch.cuda.get_device_name(torch.device(device))
+    else:
+        device = f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+    amp = "bf16 autocast" if options.amp == "bf16" else "float32"
+    return f"{device}, torch {torch.__version__}, {amp}"
+
