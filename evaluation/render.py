@@ -286,7 +286,7 @@ def readme_blocks(reports: str | Path) -> dict[str, str]:
 
 
 _MARKER = re.compile(
-    r"(<!-- reproduce:(?P<name>[\w-]+) begin -->\n)(?P<body>.*?)(\n<!-- reproduce:(?P=name) end -->)",
+    r"(<!-- reproduce:(?P<name>[\w-]+) begin -->\n)(?P<body>.*?)(<!-- reproduce:(?P=name) end -->)",
     re.S,
 )
 
@@ -299,7 +299,8 @@ def update_readme(readme: str | Path, reports: str | Path, check: bool = False) 
     blocks = readme_blocks(reports)
 
     def fill(m: re.Match) -> str:
-        body = blocks.get(m.group("name"), m.group("body"))
+        name = m.group("name")
+        body = blocks[name] + "\n" if name in blocks else m.group("body")
         return m.group(1) + body + m.group(4)
 
     new = _MARKER.sub(fill, text)

@@ -223,3 +223,29 @@ def test_train_boxes_from_the_csv_match_the_train_xml_files(root):
         _, _, objs = _xml(xml_dir / stem.rsplit("_", 1)[0] / f"{stem}.xml")
         assert ann.boxes.tolist() == [b for _, b in objs]
         assert list(ann.wnids) == [n for n, _ in objs]
+
+
+def test_class_colours_give_each_class_its_own_hue():
+    """Decision CLASS_COLOURS: class k's objects have hue k/n up to HUE_JITTER (checked on the
+    rendered pixels of solid-texture objects, through an independent RGB → HSV conversion)."""
+    import colorsys
+
+    from overfeat.data.drawing import HUE_JITTER, render_clsloc_image
+
+    classes = synthetic_classes(10, class_colours=True)
+    assert [c.hue for c in classes] == [k / 10 for k in range(10)]
+    assert all(c.hue is None for c in synthetic_classes(10))  # off by default
+    # one object of a solid, convex class: the centre of its box is the object's own colour
+    solid = [k for k, c in enumerate(classes) if c.texture == "solid" and c.shape == "ellipse"]
+    assert solid
+    for k in solid:
+        for seed in range(12):
+            image, boxes = render_clsloc_image(classes[k], np.random.default_rng(seed))
+            if len(boxes) > 1:
+                continue
+            x1, y1, x2, y2 = boxes[0]
+            cx, cy = (x1 + x2) // 2, (y1 + y2) // 2  # the centre of a convex shape is inside it
+            r, g, b = (v / 255 for v in image.getpixel((int(cx), int(cy))))
+            h = colorsys.rgb_to_hsv(r, g, b)[0]
+            distance = min(abs(h - classes[k].hue), 1 - abs(h - classes[k].hue))
+            assert distance <= HUE_JITTER + 0.01, (k, seed, h)

@@ -243,6 +243,9 @@ def test_release_weights_end_to_end_on_real_validation_images(val_mini_dir, devk
 
 
 def test_the_readme_shows_the_committed_reports():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "<!-- reproduce:table2 begin -->" in text and "<!-- reproduce:table2 end -->" in text
+    assert "| T2-9 |" in text.split("<!-- reproduce:table2 begin -->")[1]
     assert update_readme(ROOT / "README.md", ROOT / "reports", check=True), (
         "README.md's generated tables differ from reports/: run `nox -s report`"
     )

@@ -83,6 +83,7 @@ class SyntheticConfig:
     det_images: int = 50
     corrupt: int = 0
     jpeg_quality: int = JPEG_QUALITY
+    class_colours: bool = False  # decision CLASS_COLOURS (overfeat.data.drawing)
 
     def __post_init__(self) -> None:
         if not 2 <= self.classes <= MAX_CLASSES:
@@ -227,7 +228,7 @@ def write_synthetic(
         raise FileExistsError(
             f"{out}: not empty; choose a new folder (files are never overwritten)"
         )
-    classes = synthetic_classes(config.classes)
+    classes = synthetic_classes(config.classes, config.class_colours)
     jobs = _jobs(config, classes)
     for folder in sorted({str(Path(p).parent) for j in jobs for p in (j.image_rel, j.xml_rel)}):
         (out / folder).mkdir(parents=True, exist_ok=True)
@@ -336,6 +337,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="JPEG quality 1..95 (default %(default)s)",
     )
     p.add_argument(
+        "--class-colours",
+        action="store_true",
+        help="give each class's objects their own hue (decision CLASS_COLOURS; default off)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=0,
@@ -355,6 +361,7 @@ def _main(args: argparse.Namespace) -> int:
             det_images=args.det_images,
             corrupt=args.corrupt,
             jpeg_quality=args.jpeg_quality,
+            class_colours=args.class_colours,
         )
         summary = write_synthetic(args.out, config, progress=True, workers=args.workers)
     except (ValueError, FileExistsError) as exc:

@@ -177,8 +177,12 @@ def from_release(
 
 def train_config(data: str | Path, arch: str, member: int, train_args: Sequence[str]):
     """The ``TrainConfig`` of ensemble member ``member`` of ``arch``: the flags of ``overfeat
-    train classifier`` in ``train_args``; each member's seed is the given ``--seed`` (default 0)
-    plus ``member``, the "different initializations" of §3.4."""
+    train classifier`` in ``train_args``.
+
+    Decision MEMBER_SEEDS: member m's seed is the given ``--seed`` (default 0) plus m, which
+    changes its initial weights and its crops and flips: §3.4's 7 models are "each trained with
+    different initializations" and say nothing else of how they differ.
+    """
     from overfeat.engine.cli import build_config, register
 
     parser = argparse.ArgumentParser(prog="overfeat", add_help=False)

@@ -56,7 +56,11 @@ NO_GUESS_LINE = "0 0 0 0 0"
 class RunOptions:
     """How rows run: ``device`` ``"cpu"`` or ``"cuda"``; ``batch_size`` images per batch (each
     becomes 2 × scales network inputs); ``workers`` decoding processes; ``amp`` ``"none"``
-    (float32) or ``"bf16"`` (autocast on the device)."""
+    (float32) or ``"bf16"`` (autocast on the device).
+
+    Decision REPRODUCE_FLOAT32: float32 unless ``amp="bf16"`` is asked for; bf16's effect on
+    Table 2's numbers has not been measured on a GPU, so the reference stays float32.
+    """
 
     device: str = "cpu"
     batch_size: int = 8
@@ -130,9 +134,15 @@ def data_key(samples: Sequence[tuple[str, int]]) -> str:
 
 
 def write_ground_truth(path: Path, samples: Sequence[tuple[str, int]]) -> None:
-    """The devkit's ground-truth file: one label per line, in image order. Labels are the data
-    set's sorted-WNID index + 1 (the devkit counts classes from 1), as in every prediction file
-    written beside it."""
+    """The devkit's ground-truth file (``eval_flat.m``'s format): one label per line, in image
+    order.
+
+    Decision DEVKIT_FILES_SORTED_INDEX: labels in the files a reproduction writes are the data
+    set's sorted-WNID index + 1 (the devkit counts classes from 1), in the ground truth and in
+    every prediction file beside it alike, so any data set (10 synthetic classes, Imagenette's
+    folders, ILSVRC) is scored by the one harness; for ILSVRC these are not the devkit's
+    ILSVRC2012_IDs, and the files are not meant for the devkit's own ground truth.
+    """
     path.write_text("".join(f"{label + 1}\n" for _, label in samples), encoding="utf-8")
 
 
