@@ -74,3 +74,13 @@ def test_loader_workers_are_capped_by_the_cpus_each_rank_of_the_node_may_use(mon
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")  # more ranks than CPUs: still one each
     assert loader_workers(8) == 1
     assert loader_workers(0) == 0  # 0 keeps loading in the main process
+
+
+def test_toy_recipe_gives_the_accurate_network_its_own_learning_rate():
+    # Decision TOY_ACCURATE_LR: 5e-3 for the accurate network, 2e-2 for the fast one; linear
+    # scaling (decision LINEAR_LR_SCALING) starts from the network's own rate: 5e-3 × 64 / 32.
+    assert recipe("toy", arch="accurate").lr == 5e-3
+    assert recipe("toy", arch="fast").lr == 2e-2
+    assert recipe("toy", arch="accurate", batch_size=64).lr == pytest.approx(1e-2)
+    assert recipe("toy", arch="accurate", lr=0.1).lr == 0.1
+    assert recipe("paper", arch="accurate").lr == 5e-2

@@ -8,6 +8,7 @@ are a tiny synthetic ILSVRC set, or the real ILSVRC2012 validation images of ../
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ QUIET = RunOptions(batch_size=4, workers=0, progress=False)
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data") / "tiny"
-    write_synthetic(root, SyntheticConfig(seed=3, classes=3, train_per_class=1, val_per_class=2,
+    write_synthetic(root, SyntheticConfig(seed=3, classes=3, train_per_class=1, val_per_class=1,
                                           det_images=0))  # fmt: skip
     return root
 
@@ -127,7 +128,7 @@ def test_every_row_of_the_table_appears_with_the_papers_numbers(tiny_data, runs,
     assert table.at["T2-9", "note"].startswith("not available")
     for row in ("T2-2", "T2-5", "T2-6", "T2-7", "T2-8"):
         assert 0 <= table.at[row, "top1_error"] <= table.at[row, "top5_error"] * 0 + 100
-        assert table.at[row, "images"] == 6
+        assert table.at[row, "images"] == 3
         assert table.at[row, "comparable"].startswith("not comparable: tiny (3 classes")
 
     # The Markdown renders the CSV's numbers, row by row
@@ -249,3 +250,13 @@ def test_the_readme_shows_the_committed_reports():
     assert update_readme(ROOT / "README.md", ROOT / "reports", check=True), (
         "README.md's generated tables differ from reports/: run `nox -s report`"
     )
+
+
+def test_limit_and_every_pick_validation_images_in_file_name_order(tiny_data):
+    from overfeat.reproduce.runner import validation_samples
+
+    names = sorted(p.name for p in (tiny_data / "ILSVRC" / "Data" / "CLS-LOC" / "val").iterdir())
+    assert [Path(p).name for p, _ in validation_samples(tiny_data)[0]] == names
+    assert [Path(p).name for p, _ in validation_samples(tiny_data, limit=2)[0]] == names[:2]
+    assert [Path(p).name for p, _ in validation_samples(tiny_data, every=2)[0]] == names[::2]
+    assert [Path(p).name for p, _ in validation_samples(tiny_data, 2, 2)[0]] == names[::2][:2]

@@ -24,3 +24,12 @@ def test_table4_parameters_are_the_release_files_counts():
     assert t.at["accurate", "parameters"] == 144_656_488  # 578,625,952 bytes / 4
     assert t.at["fast", "paper_connections_millions"] == 2810
     assert abs(t.at["accurate", "delta_connections_percent"]) < 0.5
+
+
+def test_geometry_command_prints_table5_and_its_1575_outputs(capsys):
+    from overfeat.cli import main
+
+    assert main(["geometry", "--arch", "accurate"]) == 0
+    out = capsys.readouterr().out
+    assert "outputs per image per flip over 6 scales: 1575" in out  # FACTS §3
+    assert "5 | 425x497 | 32x38 | (10x12)x(3x3)" in out

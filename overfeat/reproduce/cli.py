@@ -51,6 +51,8 @@ def register(subparsers) -> None:
     t2.add_argument("--data", default=None, help="ILSVRC-layout root; its validation split is scored")
     t2.add_argument("--limit", type=int, default=None, metavar="N",
                     help="only the first N validation images in file-name order")  # fmt: skip
+    t2.add_argument("--every", type=int, default=1, metavar="K",
+                    help="only every K-th validation image in file-name order (a spread sample)")  # fmt: skip
     t2.add_argument("--rows", type=_rows, default=(), metavar="T2-2,T2-7", help="only these rows")
     t2.add_argument("--release-weights", default=None, metavar="DIR",
                     help="the released networks (net_weight_0 fast, net_weight_1 accurate)")  # fmt: skip
@@ -107,6 +109,7 @@ def _run_table2(args: argparse.Namespace) -> int:
     request = Table2Request(
         data=args.data,
         limit=args.limit,
+        every=args.every,
         rows=args.rows,
         release_weights=args.release_weights,
         meta=args.meta,

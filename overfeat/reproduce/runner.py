@@ -103,13 +103,16 @@ def collate_images(batch):
     return [i for i, _ in kept], [x for _, x in kept], [i for i, x in batch if x is None]
 
 
-def validation_samples(data: str | Path, limit: int | None = None):
-    """The validation split of ``data`` in file-name order (the first ``limit`` of it):
+def validation_samples(data: str | Path, limit: int | None = None, every: int = 1):
+    """The validation split of ``data`` in file-name order: every ``every``-th image of it (a
+    sample spread over the whole split), then the first ``limit`` of those:
     ``(samples [(path, label)], classes (sorted WNIDs))``."""
     from overfeat.data.readers import classification_samples
 
+    if every < 1:
+        raise ValueError(f"--every must be >= 1, got {every}")
     samples, classes, _ = classification_samples(data, "val")
-    samples = sorted(samples, key=lambda s: (os.path.basename(s[0]), s[0]))
+    samples = sorted(samples, key=lambda s: (os.path.basename(s[0]), s[0]))[::every]
     if limit:
         samples = samples[:limit]
     return samples, classes

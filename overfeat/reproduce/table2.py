@@ -55,6 +55,7 @@ class Table2Request:
 
     data: str | None = None
     limit: int | None = None
+    every: int = 1
     rows: tuple[str, ...] = ()
     release_weights: str | None = None
     meta: str | None = None
@@ -107,7 +108,7 @@ def _resolve(request: Table2Request):
             raise SourceError("--data needs networks: pass --release-weights DIR, --checkpoints "
                               "fast=RUN accurate=RUN, or --train")  # fmt: skip
     try:
-        samples, classes = validation_samples(data, request.limit)
+        samples, classes = validation_samples(data, request.limit, request.every)
     except (FileNotFoundError, ValueError) as exc:
         raise SourceError(f"--data {data}: {exc}") from None
     networks: dict[str, list[NetworkRef]] = {}
@@ -126,6 +127,8 @@ def _resolve(request: Table2Request):
                 + "` (ensemble members differ by --seed)."
             )
     data_desc += f": {len(samples):,} validation images, {len(classes)} classes"
+    if request.every > 1:
+        data_desc += f" (every {request.every}th in file-name order)"
     if request.limit:
         data_desc += f" (the first {request.limit} in file-name order)"
     net_desc = "; ".join(
@@ -142,6 +145,7 @@ def _run_name(request: Table2Request, networks: dict[str, list[NetworkRef]]) -> 
         return "embedded-default"
     source = "release" if request.release_weights else "checkpoints" if request.checkpoints else "trained"
     name = f"{Path(request.data).name}-{source}"
+    name += f"-every{request.every}" if request.every > 1 else ""
     return name + (f"-first{request.limit}" if request.limit else "")
 
 
