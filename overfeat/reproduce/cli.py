@@ -26,6 +26,19 @@ def _rows(text: str) -> tuple[str, ...]:
     return tuple(r.strip() for r in text.split(",") if r.strip())
 
 
+def _members(text: str) -> dict[str, int]:
+    """``"2"`` → both kinds 2; ``"fast=2,accurate=1"`` → per kind."""
+    try:
+        if "=" not in text:
+            return {"fast": int(text), "accurate": int(text)}
+        out = {k.strip(): int(v) for k, v in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or fast=N,accurate=M, got {text!r}") from None
+    if set(out) - {"fast", "accurate"} or min(out.values()) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or fast=N,accurate=M (N >= 1), got {text!r}")
+    return out
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reports", default="reports", help="where reports go (default reports/)")
     p.add_argument("--readme", default=None, metavar="README.md",
@@ -61,7 +74,7 @@ def register(subparsers) -> None:
     t2.add_argument("--checkpoints", nargs="+", default=(), metavar="ARCH=RUN[,RUN...]",
                     help="networks trained with 'overfeat train classifier'; several runs of "
                     "one kind make the ensembles of rows 8-9")  # fmt: skip
-    t2.add_argument("--members", type=int, default=None,
+    t2.add_argument("--members", type=_members, default=None, metavar="N|fast=N,accurate=M",
                     help="networks per kind to train with --train (default 7, the paper's; "
                     "embedded default 2)")  # fmt: skip
     t2.add_argument("--name", default=None, help="the report's name (default from the sources)")

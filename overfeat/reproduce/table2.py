@@ -62,7 +62,7 @@ class Table2Request:
     checkpoints: tuple[str, ...] = ()
     train: bool = False
     train_args: tuple[str, ...] = ()
-    members: int | None = None
+    members: dict[str, int] | None = None  # networks per kind to train
     name: str | None = None
     cache: str = "runs/reproduce"
     reports: str = "reports"
@@ -95,7 +95,7 @@ def _resolve(request: Table2Request):
             f"(`{synthetic_command(EMBEDDED_DATA, data)}`)"
         )
         train, train_args = True, request.train_args or EMBEDDED_TRAIN_ARGS
-        members = request.members or EMBEDDED_MEMBERS
+        members = {"fast": EMBEDDED_MEMBERS, "accurate": EMBEDDED_MEMBERS} | (request.members or {})
     else:
         data = Path(request.data)
         if not data.is_dir():
@@ -103,7 +103,7 @@ def _resolve(request: Table2Request):
                               "classic or Imagenette's train/<wnid>/ + val/<wnid>/)")  # fmt: skip
         data_desc = f"`{data.name}` ({data})"
         train, train_args = request.train, request.train_args
-        members = request.members or PAPER_ENSEMBLE
+        members = {"fast": PAPER_ENSEMBLE, "accurate": PAPER_ENSEMBLE} | (request.members or {})
         if not (request.release_weights or request.checkpoints or train):
             raise SourceError("--data needs networks: pass --release-weights DIR, --checkpoints "
                               "fast=RUN accurate=RUN, or --train")  # fmt: skip
@@ -117,7 +117,7 @@ def _resolve(request: Table2Request):
     if request.checkpoints:
         networks.update(from_checkpoints(parse_checkpoints(request.checkpoints), len(classes)))
     if train:
-        missing = {a: members for a in ("fast", "accurate") if a not in networks}
+        missing = {a: members[a] for a in ("fast", "accurate") if a not in networks}
         if missing:
             cache = Path(request.cache) / "train" / f"{data.name}"
             networks.update(train_missing(data, cache, missing, train_args, len(classes)))
@@ -195,7 +195,8 @@ def reproduce_table2(request: Table2Request) -> Path:
                 else f"not available: an ensemble needs several trained {protocol.arch} networks "
                 f"and only one was given"
                 + (" (the release holds one of each kind; pass --checkpoints with "
-                   f"{PAPER_ENSEMBLE} runs)" if request.release_weights else "")
+                   f"{PAPER_ENSEMBLE} runs)" if request.release_weights else
+                   f" (--members {protocol.arch}=1)" if request.train else "")
             )  # fmt: skip
             entry |= {"members": 0, "note": why}
             table.append(entry)
