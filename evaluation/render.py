@@ -282,6 +282,26 @@ def readme_blocks(reports: str | Path) -> dict[str, str]:
             f"{meta.get('networks_description', '')}. The paper's directions: {agree} of {known} "
             "agree in sign."
         )
+    # The directions side by side: Δ top-1 / Δ top-5 (percentage points) and whether each run
+    # moves the way the paper does.
+    dirs = [(name, directions(table)) for name, table, _ in runs]
+    paper = dirs[0][1]
+    header = ["direction", "paper Δ top-1 / top-5"] + [f"{name} Δ top-1 / top-5" for name, _ in dirs]
+    rows = []
+    for i in range(0, len(paper), 2):
+        top1, top5 = paper.iloc[i], paper.iloc[i + 1]
+        cells = [f"{top1.comparison} ({top1.candidate} − {top1.baseline})",
+                 f"{_num(top1.paper_delta, signed=True)} / {_num(top5.paper_delta, signed=True)}"]  # fmt: skip
+        for _, d in dirs:
+            a, b = d.iloc[i], d.iloc[i + 1]
+            marks = {"yes": "✓", "no": "✗", "n/a": ""}
+            cells.append(
+                f"{_num(a.reproduced_delta, signed=True)}{marks[a.agrees]} / "
+                f"{_num(b.reproduced_delta, signed=True)}{marks[b.agrees]}"
+            )
+        rows.append(cells)
+    lines += ["", "The paper's directions (✓: same sign as the paper, ✗: opposite):", ""]
+    lines.append(markdown_table(header, rows))
     return {"table2": "\n".join(lines)}
 
 
