@@ -128,7 +128,7 @@ def _resolve(request: Table2Request):
             )
     data_desc += f": {len(samples):,} validation images, {len(classes)} classes"
     if request.every > 1:
-        data_desc += f" (every {request.every}th in file-name order)"
+        data_desc += f" (every {request.every}-th image in file-name order)"
     if request.limit:
         data_desc += f" (the first {request.limit} in file-name order)"
     net_desc = "; ".join(
