@@ -111,3 +111,10 @@ def report(session: nox.Session) -> None:
     """Re-render every report, reports/README.md and the README's tables from the saved CSV/JSON
     (no network runs)."""
     _reproduce(session, "report")
+
+
+@nox.session(python=False)
+def regression(session: nox.Session) -> None:
+    """The CI regression gate: ``nox -s regression [-- --suite NAME --subset PATH ...]``; every
+    suite against reports/baselines/, the table in reports/regression/, exit 1 on a regression."""
+    session.run(_python(session), "-m", "overfeat", "regression", *session.posargs, external=True)

@@ -17,6 +17,7 @@ COMMANDS: tuple[str, ...] = (
     "overfeat.release.classify",  # classify
     "overfeat.reproduce.tables",  # geometry
     "overfeat.reproduce.cli",  # reproduce
+    "overfeat.gate.cli",  # regression
 )
 
 

@@ -1,0 +1,230 @@
+"""The gate's run: every selected suite measured, judged against its baselines, and one table
+written to ``reports/regression/`` and printed.
+
+``run_gate(config, baselines, reports)`` is the whole of ``overfeat regression``; a test passes
+a small :class:`overfeat.gate.config.GateConfig` and its own baseline folder. With ``update``
+the baselines are rewritten instead of judged (each change printed); with ``measure_threads``
+every suite runs once per thread count and the tolerances come from the spread
+(decision TOLERANCE_FROM_THREAD_SPREAD in :mod:`overfeat.gate.baselines`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from overfeat.gate.baselines import (
+    BaselineError,
+    Row,
+    SuiteResult,
+    compare,
+    load_baseline,
+    new_baseline,
+    write_baseline,
+)
+from overfeat.gate.config import REAL_IMAGE_SUITES, GateConfig
+
+__all__ = ["GateOutcome", "measure_suites", "run_gate"]
+
+HOW_TO_POINT = (
+    "point the real-image suites at an ImageNet subset with --subset PATH (any layout "
+    "overfeat.data reads: Kaggle, classic train/<wnid>/ + val/) and give it baselines of its own "
+    "(--baselines DIR --update-baselines --measure-threads 2,1)"
+)
+
+
+@dataclass
+class GateOutcome:
+    """``exit_code``: 0 passed, 1 a metric failed, 2 baselines could not judge a suite;
+    ``failures``: ``"suite: metric (STATUS)"`` per failed metric; ``problems``: why a suite
+    could not be judged; ``skipped``: why a suite did not run."""
+
+    exit_code: int
+    rows: list[Row] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    results: dict[str, SuiteResult] = field(default_factory=dict)
+    csv_path: Path | None = None
+
+    def failed(self, suite: str, metric: str) -> bool:
+        return any(r.failed and r.suite == suite and r.metric == metric for r in self.rows)
+
+
+def _why_absent(config: GateConfig, suite: str) -> str | None:
+    """Why ``suite`` cannot run here, or ``None``."""
+    if suite == "harness":
+        if not config.devkit.is_dir():
+            return (f"{config.devkit} is absent (the devkit files are read in place); set "
+                    "OVERFEAT_SHARED_DATA or --shared-data to the folder holding ilsvrc-devkit/")  # fmt: skip
+        return None
+    if suite in REAL_IMAGE_SUITES:
+        data = config.data_for(suite)
+        if not data.is_dir():
+            return f"{data} is absent; {HOW_TO_POINT}"
+    return None
+
+
+def _measure(config: GateConfig, suite: str, out: Callable[[str], None]) -> SuiteResult:
+    from overfeat.gate.harness import run_harness
+    from overfeat.gate.pretrained import PretrainedUnavailable, run_pretrained
+    from overfeat.gate.trained import run_trained, synthetic_data
+
+    settings = config.suite_settings(suite)
+    why = _why_absent(config, suite)
+    if why:
+        return SuiteResult(suite, settings=settings, skipped=why)
+    work = config.cache / "eval" / suite
+    out(f"[{suite}] running")
+    try:
+        if suite == "harness":
+            result = run_harness(config.devkit, work)
+        elif suite == "pretrained-real":
+            result = run_pretrained(
+                config.data_for(suite), config.devkit, work, config.pretrained_limit,
+                config.pretrained_batch, config.device, config.progress,
+            )  # fmt: skip
+        else:
+            trained = config.train_real if suite == "train-real" else config.synthetic
+            data = (
+                config.data_for(suite)
+                if suite == "train-real"
+                else synthetic_data(config.cache, config.synthetic_data, config.progress)
+            )
+            result = run_trained(
+                suite, data, trained, config.cache, work, config.device, config.workers,
+                config.batch_size, config.progress,
+            )  # fmt: skip
+    except PretrainedUnavailable as exc:
+        return SuiteResult(suite, settings=settings, skipped=str(exc))
+    except (FileNotFoundError, ValueError) as exc:
+        if suite in REAL_IMAGE_SUITES and config.subset is not None:
+            # The user's own subset lacks what this suite needs (a train split, boxes, ...).
+            return SuiteResult(suite, settings=settings, skipped=f"--subset {config.subset}: {exc}")
+        raise
+    result.settings = settings
+    out(f"[{suite}] {len(result.metrics)} metrics in {result.seconds:.0f} s")
+    return result
+
+
+def measure_suites(
+    config: GateConfig, out: Callable[[str], None] = print
+) -> dict[str, SuiteResult]:
+    """Every selected suite's result (skipped ones say why)."""
+    return {suite: _measure(config, suite, out) for suite in config.suites}
+
+
+def _by_threads(
+    config: GateConfig, threads: Sequence[int], out: Callable[[str], None]
+) -> dict[int, dict[str, SuiteResult]]:
+    """Each suite once per thread count, each count with its own cache (its own training)."""
+    import torch
+
+    before = torch.get_num_threads()
+    runs = {}
+    try:
+        for t in threads:
+            torch.set_num_threads(t)
+            out(f"--- {t} thread{'s' if t > 1 else ''}")
+            runs[t] = measure_suites(replace(config, cache=config.cache / f"threads-{t}"), out)
+    finally:
+        torch.set_num_threads(before)
+    return runs
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:.6g}"
+
+
+def _update(
+    results: dict[str, SuiteResult],
+    runs: dict[int, dict[str, SuiteResult]] | None,
+    folder: Path,
+    command: str,
+    out: Callable[[str], None],
+) -> list[Row]:
+    """Rewrite the baseline files of the suites that ran; print and return what changed."""
+    rows = []
+    for suite, result in results.items():
+        if result.skipped is not None:
+            out(f"[{suite}] skipped, baselines kept: {result.skipped}")
+            continue
+        old = load_baseline(folder, suite)
+        by_threads = {t: r[suite] for t, r in runs.items()} if runs else None
+        new = new_baseline(result, old, by_threads, command)
+        path = write_baseline(folder, new)
+        out(f"[{suite}] wrote {path}")
+        old_metrics = (old or {}).get("metrics", {})
+        for name, entry in new["metrics"].items():
+            before = old_metrics.get(name)
+            if before is None:
+                status = "recorded"
+                out(f"  {name}: new baseline {_fmt(entry['baseline'])} ± {_fmt(entry['tolerance'])}")
+            elif (before["baseline"], before["tolerance"]) == (entry["baseline"], entry["tolerance"]):
+                status = "unchanged"
+            else:
+                status = "updated"
+                out(f"  {name}: {_fmt(before['baseline'])} ± {_fmt(before['tolerance'])} -> "
+                    f"{_fmt(entry['baseline'])} ± {_fmt(entry['tolerance'])}")  # fmt: skip
+            rows.append(Row(suite, name, entry["direction"],
+                            None if before is None else before["baseline"],
+                            entry["baseline"], entry["tolerance"], status))  # fmt: skip
+        for name in sorted(set(old_metrics) - set(new["metrics"])):
+            out(f"  {name}: dropped (no longer measured)")
+    return rows
+
+
+def run_gate(
+    config: GateConfig,
+    baselines: str | Path = "reports/baselines",
+    reports: str | Path | None = "reports/regression",
+    update: bool = False,
+    measure_threads: Sequence[int] = (),
+    command: str = "overfeat regression",
+    out: Callable[[str], None] = print,
+) -> GateOutcome:
+    """Run the gate (module docstring); ``reports=None`` writes no table."""
+    from overfeat.gate.report import render_baselines_readme, write_report
+
+    if measure_threads and not update:
+        raise ValueError("--measure-threads records tolerances: use it with --update-baselines")
+    if config.subset is not None and not Path(config.subset).is_dir():
+        raise ValueError(f"--subset {config.subset}: no such folder; pass an ImageNet root folder")
+    baselines = Path(baselines)
+    start = time.perf_counter()
+    if measure_threads:
+        runs = _by_threads(config, measure_threads, out)
+        results = runs[measure_threads[0]]
+    else:
+        runs = None
+        results = measure_suites(config, out)
+    outcome = GateOutcome(0, results=results)
+    outcome.skipped = {s: r.skipped for s, r in results.items() if r.skipped is not None}
+    if update:
+        outcome.rows = _update(results, runs, baselines, command, out)
+        render_baselines_readme(baselines)
+    else:
+        for suite, result in results.items():
+            try:
+                outcome.rows += compare(result, baselines)
+            except BaselineError as exc:
+                outcome.problems.append(f"{suite}: {exc}")
+    outcome.failures = [f"{r.suite}: {r.metric} ({r.status})" for r in outcome.rows if r.failed]
+    outcome.exit_code = 1 if outcome.failures else 2 if outcome.problems else 0
+    seconds = time.perf_counter() - start
+    if reports is not None:
+        outcome.csv_path = write_report(outcome, Path(reports), command, seconds)
+        out(outcome.csv_path.with_suffix(".md").read_text(encoding="utf-8"))
+    for suite, why in outcome.skipped.items():
+        out(f"skipped {suite}: {why}")
+    for problem in outcome.problems:
+        out(f"cannot judge {problem}")
+    if outcome.failures:
+        out(f"regression gate FAILED: {len(outcome.failures)} metric(s):")
+        for f in outcome.failures:
+            out(f"  {f}")
+    elif not outcome.problems:
+        out(f"regression gate {'updated' if update else 'passed'} in {seconds:.0f} s")
+    return outcome
