@@ -302,7 +302,16 @@ def readme_blocks(reports: str | Path) -> dict[str, str]:
         rows.append(cells)
     lines += ["", "The paper's directions (✓: same sign as the paper, ✗: opposite):", ""]
     lines.append(markdown_table(header, rows))
-    return {"table2": "\n".join(lines)}
+    blocks = {"table2": "\n".join(lines)}
+    gate = Path(reports) / "regression" / "regression.md"
+    if gate.is_file():  # the regression gate's last table, as its run rendered it
+        text = gate.read_text(encoding="utf-8").splitlines()
+        blocks["regression"] = "\n".join(
+            [ln for ln in text if ln.startswith("`overfeat regression`")]
+            + [""]
+            + [ln for ln in text if ln.startswith("|")]
+        )
+    return blocks
 
 
 _MARKER = re.compile(
