@@ -59,7 +59,7 @@ def _clean_gate(tmp: Path, config: GateConfig) -> Gate:
 @pytest.fixture(scope="module")
 def synthetic_gate(tmp_path_factory) -> Gate:
     """The committed synthetic suite's training (18 steps); its single-scale rows on 20
-    validation images (the faults below live in one scale)."""
+    validation images (every fault below shows at one scale: T2-4 would only add time)."""
     tmp = tmp_path_factory.mktemp("gate-synthetic")
     suite = replace(SYNTHETIC, rows=("T2-2", "T2-3"), val_limit=SYNTHETIC_IMAGES)
     config = GateConfig(suites=("synthetic",), cache=tmp / "cache", synthetic=suite)
