@@ -73,8 +73,13 @@ def save_checkpoint_atomic(state: dict, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Read and check one checkpoint; a clear ``ValueError`` names the file when it is unusable."""
+def load_checkpoint(
+    path: str | os.PathLike, map_location="cpu", required: tuple[str, ...] = REQUIRED_KEYS
+) -> dict:
+    """Read and check one checkpoint; a clear ``ValueError`` names the file when it is unusable.
+
+    ``required``: the keys the checkpoint must hold (a classifier's by default; the regressor
+    runs of ``overfeat.engine.regressor`` name their own)."""
     path = Path(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
@@ -85,7 +90,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         ) from e
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not an overfeat training checkpoint (no format tag)")
-    missing = [k for k in REQUIRED_KEYS if k not in state]
+    missing = [k for k in required if k not in state]
     if missing:
         raise ValueError(f"{path}: checkpoint lacks {missing}; it was not written by this engine")
     return state
@@ -100,11 +105,14 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def find_latest_valid(run_dir: str | os.PathLike, map_location="cpu") -> tuple[Path, dict] | None:
-    """The newest checkpoint in ``run_dir`` that loads; unreadable ones are skipped with a warning."""
+def find_latest_valid(
+    run_dir: str | os.PathLike, map_location="cpu", required: tuple[str, ...] = REQUIRED_KEYS
+) -> tuple[Path, dict] | None:
+    """The newest checkpoint in ``run_dir`` that loads (and holds ``required``); unreadable ones
+    are skipped with a warning."""
     for path in reversed(list_checkpoints(run_dir)):
         try:
-            return path, load_checkpoint(path, map_location=map_location)
+            return path, load_checkpoint(path, map_location=map_location, required=required)
         except ValueError as e:
             warnings.warn(f"skipping checkpoint: {e}", stacklevel=2)
     return None

@@ -1,8 +1,10 @@
-"""``overfeat train classifier ...``: the command line of the training engine.
+"""``overfeat train classifier|regressor|detector|report``: the command line of the training engine.
 
 One process::
 
     overfeat train classifier --data DATA --arch fast --out runs/fast
+    overfeat train regressor --classifier runs/fast --type scr --data DATA --out runs/fast-scr
+    overfeat train detector --classifier runs/fast --data DATA --out runs/fast-det
 
 One node with 8 GPUs (the global batch is split over the processes)::
 
@@ -18,7 +20,7 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["build_config", "register"]
+__all__ = ["build_config", "build_spatial_config", "register"]
 
 
 def register(subparsers) -> None:
@@ -80,6 +82,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.set_defaults(func=_run_classifier)
 
+    _register_spatial(what)
+
     r = what.add_parser(
         "report",
         help="render a run's recorded metrics into reports/training/",
@@ -138,6 +142,147 @@ def _run_classifier(args: argparse.Namespace) -> int:
     else:
         print(f"{result['status']} at step {result.get('global_step')}")
     return 0
+
+
+def _spatial_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    """The flags the regressor and the detector share (overfeat.engine.spatial)."""
+    p.add_argument("--classifier", required=True, metavar="RUN_DIR",
+                   help="the classifier run to start from (its newest readable checkpoint)")  # fmt: skip
+    p.add_argument("--data", required=True, help="dataset root with boxed training images")
+    p.add_argument("--out", default=None, help=f"run directory (default runs/{what})")
+    p.add_argument("--recipe", choices=("paper", "toy"), default="paper")
+    p.add_argument("--scales", default=None, metavar="1,2,...",
+                   help="the test scales (Table 5, 1..6) to train at; one per step")  # fmt: skip
+    p.add_argument("--offsets", choices=("fine", "coarse"), default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="GLOBAL images per step; without --lr the rate scales linearly")  # fmt: skip
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--momentum", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--workers", type=int, default=None, help="data-loading processes per rank")
+    p.add_argument("--resume", default=None, metavar="auto|PATH",
+                   help="'auto': continue from the newest readable checkpoint in --out")  # fmt: skip
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS")
+    p.add_argument("--keep-checkpoints", type=int, default=None)
+    p.add_argument("--log-every", type=int, default=None, metavar="STEPS")
+    p.add_argument("--stop-after-steps", type=int, default=None, metavar="STEPS")
+    p.add_argument("--max-train-samples", type=int, default=None)
+    p.add_argument("--amp", choices=("auto", "bf16", "none"), default=None)
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+
+
+def _register_spatial(what) -> None:
+    p = what.add_parser(
+        "regressor",
+        help="train the localization regressor (§4.2) on a classifier's frozen layers 1-5",
+        description="Layers 1-5 of the classifier run's newest checkpoint are frozen; an SCR or "
+        "PCR regressor learns an l2 loss on every window that sees at least half of its box, "
+        "at the test scales. The paper gives no optimiser settings for it: --recipe paper and "
+        "--recipe toy are named choices (decision REGRESSOR_RECIPE).",
+    )
+    _spatial_arguments(p, "regressor")
+    p.add_argument("--type", dest="kind", choices=("scr", "pcr"), default="scr",
+                   help="single-class (one box per window) or per-class regressor")  # fmt: skip
+    p.add_argument("--width", type=float, default=None,
+                   help="hidden-layer multiplier (default: the classifier's width)")  # fmt: skip
+    p.set_defaults(func=_run_regressor, make_config=_regressor_config)
+
+    d = what.add_parser(
+        "detector",
+        help="fine-tune a classifier run into a detector with a background class (§5)",
+        description="The classifier with one more output (background) is fine-tuned on every "
+        "window of whole images at the test scales: positives, the most offending and random "
+        "negatives per image (decision DETECTOR_RECIPE for the settings the paper omits).",
+    )
+    _spatial_arguments(d, "detector")
+    d.add_argument("--negatives-random", type=int, default=None, metavar="K")
+    d.add_argument("--negatives-offending", type=int, default=None, metavar="K")
+    d.add_argument("--dropout", type=float, default=None)
+    d.set_defaults(func=_run_detector, make_config=_detector_config)
+
+
+_SPATIAL_FIELDS = (
+    "data", "out", "epochs", "batch_size", "lr", "momentum", "weight_decay", "workers", "seed",
+    "checkpoint_every", "keep_checkpoints", "log_every", "stop_after_steps",
+    "max_train_samples", "amp", "device", "progress", "offsets",
+)  # fmt: skip
+
+
+def _spatial_overrides(args: argparse.Namespace, extra: tuple[str, ...]) -> dict:
+    from overfeat.engine.spatial import parse_scales
+
+    given = {f: getattr(args, f, None) for f in (*_SPATIAL_FIELDS, *extra)}
+    given["classifier"] = str(Path(args.classifier).resolve())
+    if args.scales is not None:
+        given["scales"] = parse_scales(args.scales)
+    return given
+
+
+def _run_spatial(args: argparse.Namespace, what: str, make_config, train) -> int:
+    try:
+        config = make_config(args)
+        if not Path(config.data).is_dir():
+            raise FileNotFoundError(
+                f"--data {config.data}: no such directory; pass an ILSVRC-layout root with "
+                "boxed training images (e.g. one written by 'overfeat make-synthetic')"
+            )
+        result = train(config, resume=args.resume,
+                       command="overfeat " + shlex.join(sys.argv[1:]))  # fmt: skip
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        # Set-up problems (no checkpoint, no boxes, a mismatch, a changed recipe): one line.
+        print(f"train {what}: {exc}", file=sys.stderr)
+        return 2
+    if os.environ.get("RANK", "0") != "0":
+        return 0
+    if result.get("status") == "finished" and "train_loss" in result:
+        print(f"epoch {result['epoch']}: train loss {result['train_loss']:.4f} over "
+              f"{result['train_windows']} windows of {result['train_images']} images")  # fmt: skip
+    else:
+        print(f"{result['status']} at step {result.get('global_step')}")
+    return 0
+
+
+def _regressor_config(args: argparse.Namespace):
+    from overfeat.engine.regressor import regressor_recipe
+
+    given = _spatial_overrides(args, ("kind", "width"))
+    given["out"] = given["out"] or f"runs/regressor-{args.kind}"
+    return regressor_recipe(args.recipe, **given)
+
+
+def _detector_config(args: argparse.Namespace):
+    from overfeat.engine.detector import detector_recipe
+
+    given = _spatial_overrides(args, ("negatives_random", "negatives_offending", "dropout"))
+    given["out"] = given["out"] or "runs/detector"
+    return detector_recipe(args.recipe, **given)
+
+
+def build_spatial_config(argv: list[str]):
+    """The ``RegressorConfig`` / ``DetectorConfig`` that ``overfeat ARGV`` would train, for
+    ``argv = ["train", "regressor" | "detector", FLAGS...]`` (recipe defaults for what is not
+    given). Bad flags raise ``SystemExit`` (argparse) or ``ValueError``."""
+    from overfeat.cli import build_parser
+
+    args = build_parser().parse_args(list(argv))
+    if not hasattr(args, "make_config"):
+        raise ValueError(f"{' '.join(argv[:2])}: not 'train regressor' or 'train detector'")
+    return args.make_config(args)
+
+
+def _run_regressor(args: argparse.Namespace) -> int:
+    from overfeat.engine.regressor import train_regressor
+
+    return _run_spatial(args, "regressor", _regressor_config, train_regressor)
+
+
+def _run_detector(args: argparse.Namespace) -> int:
+    from overfeat.engine.detector import train_detector
+
+    return _run_spatial(args, "detector", _detector_config, train_detector)
 
 
 def _run_report(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from overfeat.engine.checkpoint import (
+    REQUIRED_KEYS,
     checkpoint_path,
     find_latest_valid,
     load_checkpoint,
@@ -189,14 +190,18 @@ def _broadcast_path(path: str | None, env: DistEnv) -> str | None:
     return box[0]
 
 
-def _resolve_resume(resume: str | None, out: Path, env: DistEnv) -> dict | None:
-    """``None``: fresh run; ``"auto"``: newest valid checkpoint in ``out`` if any; else a path."""
+def _resolve_resume(
+    resume: str | None, out: Path, env: DistEnv, required: tuple[str, ...] = REQUIRED_KEYS
+) -> dict | None:
+    """``None``: fresh run; ``"auto"``: newest valid checkpoint in ``out`` if any; else a path.
+    ``required``: the keys a checkpoint of this kind of run holds (the engine's spatial runs
+    share this function)."""
     if not resume:
         return None
     path, state = None, None
     if env.is_main:
         if resume == "auto":
-            found = find_latest_valid(out)
+            found = find_latest_valid(out, required=required)
             if found:
                 # Keep what validating the checkpoint already read (about 1.2 GB at full width).
                 path, state = str(found[0]), found[1]
@@ -206,7 +211,7 @@ def _resolve_resume(resume: str | None, out: Path, env: DistEnv) -> dict | None:
     if path is None:
         return None
     if state is None:
-        state = load_checkpoint(path, map_location="cpu")
+        state = load_checkpoint(path, map_location="cpu", required=required)
     return state | {"_path": path}
 
 
