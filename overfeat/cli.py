@@ -18,6 +18,7 @@ COMMANDS: tuple[str, ...] = (
     "overfeat.reproduce.tables",  # geometry
     "overfeat.reproduce.cli",  # reproduce
     "overfeat.gate.cli",  # regression
+    "overfeat.inference_cli",  # localize, detect
 )
 
 
