@@ -95,6 +95,22 @@ def reproduce_table2(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def reproduce_figure9(session: nox.Session) -> None:
+    """Figure 9: ``nox -s reproduce_figure9 [-- --data DIR --checkpoints classifier=RUN scr=RUN
+    pcr=RUN ...]``; with no arguments, the embedded default (synthetic data, the toy classifier
+    of Table 2's default and its regressors, trained on this machine)."""
+    _reproduce(session, "figure9")
+
+
+@nox.session(python=False)
+def reproduce_detection(session: nox.Session) -> None:
+    """Detection (§5): ``nox -s reproduce_detection [-- --data DIR --checkpoints detector=RUN
+    regressor=RUN ...]``; with no arguments, the embedded default (synthetic DET images, a toy
+    detector and regressor trained on this machine)."""
+    _reproduce(session, "detection")
+
+
+@nox.session(python=False)
 def reproduce_table4(session: nox.Session) -> None:
     """Table 4: parameters and connections from the layer arithmetic, beside the paper's."""
     _reproduce(session, "table4")

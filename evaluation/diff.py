@@ -16,6 +16,7 @@ import pandas as pd
 
 __all__ = [
     "FULL_VALIDATION_IMAGES",
+    "FIGURE9_DIRECTIONS",
     "TABLE2_DIRECTIONS",
     "comparability",
     "directions",
@@ -37,6 +38,17 @@ TABLE2_DIRECTIONS: tuple[tuple[str, str, str], ...] = (
     ("accurate vs fast (4 scales, fine)", "T2-7", "T2-4"),
 )
 METRICS = ("top1", "top5")
+
+# The comparisons Figure 9 and §4.4 make (top-5 localization error): more scales help, dense
+# sliding windows beat one centred crop, and PCR loses to SCR ("44.1% vs. 31.3%").
+FIGURE9_DIRECTIONS: tuple[tuple[str, str, str], ...] = (
+    ("2 scales vs 1 scale (SCR)", "F9-3", "F9-4"),
+    ("4 scales vs 2 scales (SCR)", "F9-1", "F9-3"),
+    ("4 scales vs 1 scale (SCR)", "F9-1", "F9-4"),
+    ("1 scale, dense vs centred crop (SCR)", "F9-4", "F9-5"),
+    ("PCR vs SCR (3 scales)", "F9-6", "F9-2"),
+)
+FIGURE9_METRICS = ("top5_loc",)
 
 
 def comparability(data: str, images: int, classes: int, full_size_networks: bool) -> str:
@@ -61,18 +73,23 @@ def sign_agreement(paper_delta: float, reproduced_delta: float) -> str:
     return "yes" if (paper_delta < 0) == (reproduced_delta < 0) else "no"
 
 
-def directions(table: pd.DataFrame) -> pd.DataFrame:
-    """The paper's directions in a Table 2 result.
+def directions(
+    table: pd.DataFrame,
+    comparisons: tuple[tuple[str, str, str], ...] = TABLE2_DIRECTIONS,
+    metrics: tuple[str, ...] = METRICS,
+) -> pd.DataFrame:
+    """The paper's directions in a result (Table 2's by default; Figure 9's with
+    ``FIGURE9_DIRECTIONS, FIGURE9_METRICS``).
 
-    ``table``: one row per Table 2 row, with columns ``row``, ``paper_top1_error``,
-    ``paper_top5_error``, ``top1_error``, ``top5_error`` (percent; NaN where a row did not run).
+    ``table``: one row per paper row, with columns ``row`` and, per metric ``m``,
+    ``paper_{m}_error`` and ``{m}_error`` (percent; NaN where a row did not run).
     Returns one row per (comparison, metric): ``comparison``, ``metric``, ``candidate``,
     ``baseline``, ``paper_delta``, ``reproduced_delta``, ``agrees``.
     """
     by_row = table.set_index("row")
     out = []
-    for name, cand, base in TABLE2_DIRECTIONS:
-        for m in METRICS:
+    for name, cand, base in comparisons:
+        for m in metrics:
             paper = repro = math.nan
             if cand in by_row.index and base in by_row.index:
                 paper = by_row.at[cand, f"paper_{m}_error"] - by_row.at[base, f"paper_{m}_error"]

@@ -20,6 +20,7 @@ from pathlib import Path
 __all__ = [
     "PAPER_TABLES",
     "Table2Row",
+    "figure9_rows",
     "read_reported",
     "table2_rows",
     "table4_rows",
@@ -79,3 +80,14 @@ def table4_rows() -> dict[str, dict[str, str]]:
 def table5_rows() -> dict[int, dict[str, str]]:
     """Table 5 keyed by scale 1..6, the printed strings (row 5 holds the paper's typo)."""
     return {int(r["scale"]): r for r in _read_csv("table5.csv")}
+
+
+@cache
+def figure9_rows() -> dict[str, float]:
+    """Figure 9's six bars (p.12, top-5 localization error in percent on ILSVRC2012 validation),
+    keyed ``F9-1`` … ``F9-6`` as in ``reported.csv``."""
+    return {
+        r["row_id"]: float(r["value_percent"])
+        for r in read_reported()
+        if r["artifact"] == "Figure 9"
+    }

@@ -22,10 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluation.diff import directions
+from evaluation.diff import FIGURE9_DIRECTIONS, FIGURE9_METRICS, directions
 
 __all__ = [
     "ARTIFACTS",
+    "detection_markdown",
+    "detection_plot",
+    "figure9_markdown",
+    "figure9_plot",
     "readme_blocks",
     "render_all",
     "render_run",
@@ -34,7 +38,7 @@ __all__ = [
     "update_readme",
 ]
 
-ARTIFACTS = ("table2", "table4", "table5")
+ARTIFACTS = ("table2", "figure9", "detection", "table4", "table5")
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -96,8 +100,8 @@ def _table2_rows_md(table: pd.DataFrame) -> str:
     return markdown_table(header, rows)
 
 
-def _directions_md(table: pd.DataFrame) -> str:
-    d = directions(table)
+def _directions_md(table: pd.DataFrame, comparisons=None, metrics=None) -> str:
+    d = directions(table) if comparisons is None else directions(table, comparisons, metrics)
     rows = [
         [
             r.comparison,
@@ -113,9 +117,8 @@ def _directions_md(table: pd.DataFrame) -> str:
     return markdown_table(header, rows)
 
 
-def table2_markdown(table: pd.DataFrame, meta: dict, png_name: str | None = None) -> str:
-    """The whole Table 2 report: what ran, the table, the directions, the findings."""
-    lines = [f"# Table 2 reproduced: {meta.get('run', 'run')}", ""]
+def _header_lines(meta: dict) -> list[str]:
+    lines = []
     for key, label in (
         ("data_description", "Data"),
         ("networks_description", "Networks"),
@@ -133,6 +136,13 @@ def table2_markdown(table: pd.DataFrame, meta: dict, png_name: str | None = None
             lines.append(f"- {label}: {value}")
     for note in meta.get("notes", []):
         lines.append(f"- {note}")
+    return lines
+
+
+def table2_markdown(table: pd.DataFrame, meta: dict, png_name: str | None = None) -> str:
+    """The whole Table 2 report: what ran, the table, the directions, the findings."""
+    lines = [f"# Table 2 reproduced: {meta.get('run', 'run')}", ""]
+    lines += _header_lines(meta)
     lines += [
         "",
         "Errors in percent. Δ = reproduced − paper; the paper's numbers are from its Table 2 "
@@ -183,6 +193,184 @@ def table2_plot(table: pd.DataFrame, path: str | Path, title: str) -> Path:
     return path
 
 
+# ----------------------------------------------------------------------------- Figure 9
+
+
+def _figure9_rows_md(table: pd.DataFrame) -> str:
+    rows = [
+        [
+            r.row, r.bar, r.scales, r.regressor or "—", _num(r.paper_top5_loc_error),
+            _num(r.top5_loc_error), _num(r.delta_top5, signed=True), _num(r.top1_loc_error),
+            _num(r.top5_cls_error), r.comparable, r.note,
+        ]  # fmt: skip
+        for r in table.itertuples(index=False)
+    ]
+    header = [
+        "row", "bar", "scales", "regressor", "paper top-5 loc", "top-5 loc", "Δ", "top-1 loc",
+        "top-5 cls", "comparable", "note",
+    ]  # fmt: skip
+    return markdown_table(header, rows)
+
+
+def figure9_controls(table: pd.DataFrame) -> pd.DataFrame:
+    """Top-5 localization error by number of scales (rows) and box source (columns: SCR, PCR,
+    each window's own box, the whole image): the regressor against the two baselines that use
+    none."""
+    dense = table[table["view"] == "dense"]
+    columns = {"SCR": ("scr", "regressor"), "PCR": ("pcr", "regressor"),
+               "window box": ("none", "window"), "whole image": ("none", "image")}  # fmt: skip
+    out = {}
+    for label, (reg, source) in columns.items():
+        part = dense[(dense["regression"].str.lower() == reg) & (dense["box_source"] == source)]
+        out[label] = part.set_index("num_scales")["top5_loc_error"]
+    frame = pd.DataFrame(out)
+    frame.index.name = "scales"
+    return frame.sort_index()
+
+
+def figure9_markdown(table: pd.DataFrame, meta: dict, png_name: str | None = None) -> str:
+    """The Figure 9 report: what ran, the bars, the directions, the baselines."""
+    lines = [f"# Figure 9 reproduced: {meta.get('run', 'run')}", ""]
+    lines += _header_lines(meta)
+    controls = figure9_controls(table)
+    lines += [
+        "",
+        "Top-5 localization error in percent (a guess is right when its class is and its box "
+        "overlaps a ground-truth box of that class by IoU ≥ 0.5, the devkit's rule). "
+        "Δ = reproduced − paper; the paper's bars are from its Figure 9 (arXiv:1312.6229v4 p.12, "
+        "`evaluation/paper_tables/reported.csv`). Rows without a paper number are controls.",
+        "",
+        _figure9_rows_md(table),
+        "",
+        "## The paper's directions",
+        "",
+        "Δ = error(first bar) − error(second bar), percentage points; negative: the first is "
+        "better.",
+        "",
+        _directions_md(table, FIGURE9_DIRECTIONS, FIGURE9_METRICS),
+        "",
+        "## The regressor against the baselines without one",
+        "",
+        "Top-5 localization error by number of scales: the merged regressor boxes (SCR, PCR), "
+        "each window's own box merged the same way, and the whole image as the box.",
+        "",
+        markdown_table(
+            ["scales", *controls.columns],
+            [[i, *(_num(v) for v in row)] for i, row in zip(controls.index, controls.values)],
+        ),
+        "",
+    ]
+    if png_name:
+        lines += [f"![Figure 9: paper vs reproduced]({png_name})", ""]
+    return "\n".join(lines)
+
+
+def figure9_plot(table: pd.DataFrame, path: str | Path, title: str) -> Path:
+    """Figure 9's bars (paper grey, reproduced blue) and, beside them, the error by number of
+    scales for the regressors and the two baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    bars = table[table["paper_top5_loc_error"].notna()]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    y = np.arange(len(bars))
+    ax.barh(y + 0.2, bars["paper_top5_loc_error"].astype(float), 0.4, label="paper",
+            color="#9a9a9a")  # fmt: skip
+    ax.barh(y - 0.2, np.nan_to_num(bars["top5_loc_error"].astype(float)), 0.4,
+            label="reproduced", color="#3b6ea8")  # fmt: skip
+    ax.set_yticks(y, bars["bar"], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("top-5 localization error (%)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8)
+    controls = figure9_controls(table)
+    for column, style in zip(controls.columns, ("o-", "s-", "^--", "v:")):
+        ax2.plot(controls.index, controls[column], style, label=column)
+    ax2.set_xticks(controls.index)
+    ax2.set_xlabel("scales")
+    ax2.set_ylabel("top-5 localization error (%)")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+def detection_markdown(table: pd.DataFrame, meta: dict, png_name: str | None = None) -> str:
+    """The detection report: what ran, mAP per system beside the paper's, per-class AP."""
+    lines = [f"# Detection reproduced: {meta.get('run', 'run')}", ""]
+    lines += _header_lines(meta)
+    rows = [
+        [r.row, r.system, r.scales or "—", _num(r.mAP), _num(r.paper_mAP),
+         "—" if pd.isna(r.detections) or r.detections == "" else int(r.detections),
+         r.comparable, r.note]  # fmt: skip
+        for r in table.itertuples(index=False)
+    ]
+    lines += [
+        "",
+        "Mean average precision in percent over the classes with ground-truth objects (the "
+        "devkit's `eval_detection.m`: a detection is right when it overlaps an unmatched "
+        "object of its class by IoU ≥ 0.5). The paper's numbers are its Figure 11 "
+        "(arXiv:1312.6229v4 p.13, ILSVRC2013 DET test set).",
+        "",
+        markdown_table(["row", "system", "scales", "mAP", "paper mAP", "detections",
+                        "comparable", "note"], rows),  # fmt: skip
+        "",
+    ]
+    classes = meta.get("classes", [])
+    per_class = {row: rec.get("ap", []) for row, rec in meta.get("rows", {}).items()}
+    if classes and per_class:
+        header = ["class", *per_class]
+        body = [[c, *(_num(100 * ap[i]) if i < len(ap) else "—" for ap in per_class.values())]
+                for i, c in enumerate(classes)]  # fmt: skip
+        lines += ["## Average precision per class", "", markdown_table(header, body), ""]
+    if png_name:
+        lines += [f"![Detection: AP per class]({png_name})", ""]
+    return "\n".join(lines)
+
+
+def detection_plot(table: pd.DataFrame, meta: dict, path: str | Path, title: str) -> Path:
+    """Per-class AP of each system, classes sorted by the first system's AP (Figure 11's form:
+    one bar per entry, here one per class), with each system's mAP in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = meta.get("rows", {})
+    classes = meta.get("classes", [])
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    if rows and classes:
+        first = np.asarray(next(iter(rows.values()))["ap"], dtype=float)
+        order = np.argsort(-np.nan_to_num(first, nan=-1.0))
+        x = np.arange(len(order))
+        width = 0.8 / len(rows)
+        for i, (row, rec) in enumerate(rows.items()):
+            ap = 100 * np.asarray(rec["ap"], dtype=float)[order]
+            ax.bar(x + i * width - 0.4 + width / 2, np.nan_to_num(ap), width,
+                   label=f"{row} (mAP {100 * rec['mAP']:.1f})")  # fmt: skip
+        ax.set_xticks(x, [classes[j] for j in order], rotation=45, fontsize=7, ha="right")
+    ax.set_ylabel("AP (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 # ----------------------------------------------------------------------------- Tables 4 and 5
 
 
@@ -208,6 +396,16 @@ def render_run(csv_path: str | Path) -> Path:
             table, csv_path.with_suffix(".png"), f"Table 2, paper vs reproduced: {csv_path.stem}"
         )
         md_path.write_text(table2_markdown(table, meta, png.name), encoding="utf-8")
+    elif artifact == "figure9":
+        png = figure9_plot(
+            table, csv_path.with_suffix(".png"), f"Figure 9, paper vs reproduced: {csv_path.stem}"
+        )
+        md_path.write_text(figure9_markdown(table, meta, png.name), encoding="utf-8")
+    elif artifact == "detection":
+        png = detection_plot(
+            table, meta, csv_path.with_suffix(".png"), f"Detection, AP per class: {csv_path.stem}"
+        )
+        md_path.write_text(detection_markdown(table, meta, png.name), encoding="utf-8")
     else:
         title = {"table4": "Table 4", "table5": "Table 5"}.get(artifact, artifact)
         md_path.write_text(
@@ -302,7 +500,11 @@ def readme_blocks(reports: str | Path) -> dict[str, str]:
         rows.append(cells)
     lines += ["", "The paper's directions (✓: same sign as the paper, ✗: opposite):", ""]
     lines.append(markdown_table(header, rows))
-    blocks = {"table2": "\n".join(lines)}
+    blocks = {
+        "table2": "\n".join(lines),
+        "figure9": _figure9_block(reports),
+        "detection": _detection_block(reports),
+    }
     gate = Path(reports) / "regression" / "regression.md"
     if gate.is_file():  # the regression gate's last table, as its run rendered it
         text = gate.read_text(encoding="utf-8").splitlines()
@@ -312,6 +514,49 @@ def readme_blocks(reports: str | Path) -> dict[str, str]:
             + [ln for ln in text if ln.startswith("|")]
         )
     return blocks
+
+
+def _figure9_block(reports: str | Path) -> str:
+    """Figure 9's bars, paper beside every committed run, and each run's baselines."""
+    runs = [(p.stem, *read_run(p)) for p in run_csvs(reports) if p.parent.name == "figure9"]
+    if not runs:
+        return "(no Figure 9 report yet: run `nox -s reproduce_figure9`)"
+    base = runs[0][1]
+    header = ["row", "bar (paper)", "paper top-5 loc"] + [f"{name} top-5 loc" for name, _, _ in runs]
+    rows = []
+    for i, r in enumerate(base.itertuples(index=False)):
+        rows.append([r.row, r.bar, _num(r.paper_top5_loc_error)]
+                    + [_num(t.iloc[i].top5_loc_error) for _, t, _ in runs])  # fmt: skip
+    lines = [markdown_table(header, rows), ""]
+    for name, table, meta in runs:
+        d = directions(table, FIGURE9_DIRECTIONS, FIGURE9_METRICS)
+        agree = int((d["agrees"] == "yes").sum())
+        known = int((d["agrees"] != "n/a").sum())
+        lines.append(
+            f"- **{name}** ([report](reports/figure9/{name}.md)): "
+            f"{meta.get('data_description', '')}; {meta.get('networks_description', '')}. "
+            f"The paper's directions: {agree} of {known} agree in sign."
+        )
+    return "\n".join(lines)
+
+
+def _detection_block(reports: str | Path) -> str:
+    """Every committed detection run's mAP per system, with the paper's Figure 11 bars."""
+    runs = [(p.stem, *read_run(p)) for p in run_csvs(reports) if p.parent.name == "detection"]
+    if not runs:
+        return "(no detection report yet: run `nox -s reproduce_detection`)"
+    lines = []
+    for name, table, meta in runs:
+        rows = [[r.row, r.system, _num(r.mAP), _num(r.paper_mAP)]
+                for r in table.itertuples(index=False)]  # fmt: skip
+        lines += [
+            f"**{name}** ([report](reports/detection/{name}.md)): "
+            f"{meta.get('data_description', '')}; {meta.get('networks_description', '')}.",
+            "",
+            markdown_table(["row", "system", "mAP", "paper mAP"], rows),
+            "",
+        ]
+    return "\n".join(lines).rstrip("\n")
 
 
 _MARKER = re.compile(

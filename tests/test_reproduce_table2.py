@@ -242,13 +242,16 @@ def test_release_weights_end_to_end_on_real_validation_images(val_mini_dir, devk
 # ----------------------------------------------------------------------------- committed reports
 
 
-def test_the_readme_shows_the_committed_reports():
-    """The README's Table 2 block is the render of reports/table2/*.csv (the gate's block follows
-    its last run and is not checked here)."""
+@pytest.mark.parametrize("block, marker", [("table2", "| T2-9 |"), ("figure9", "| F9-6 |"),
+                                           ("detection", "| DET-RANDOM |")])  # fmt: skip
+def test_the_readme_shows_the_committed_reports(block, marker):
+    """The README's Table 2, Figure 9 and detection blocks are the renders of the committed
+    reports (the gate's block follows its last run and is not checked here)."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "<!-- reproduce:table2 begin -->" in text and "<!-- reproduce:table2 end -->" in text
-    body = text.split("<!-- reproduce:table2 begin -->\n")[1].split("<!-- reproduce:table2 end -->")[0]
-    assert "| T2-9 |" in body
-    assert body == readme_blocks(ROOT / "reports")["table2"] + "\n", (
-        "README.md's Table 2 differs from reports/table2/: run `nox -s report`"
+    begin, end = f"<!-- reproduce:{block} begin -->", f"<!-- reproduce:{block} end -->"
+    assert begin in text and end in text
+    body = text.split(begin + "\n")[1].split(end)[0]
+    assert marker in body
+    assert body == readme_blocks(ROOT / "reports")[block] + "\n", (
+        f"README.md's {block} block differs from reports/{block}/: run `nox -s report`"
     )

@@ -81,7 +81,9 @@ TRAIN_REAL = TrainedSuite(
 # T2-3 top-1 spread 4 of 50 images); at 2e-3 the same 18 steps learn (loss 2.23, top-1 error 0.76
 # against chance 0.9) and two thread counts agree to 1e-5. Tolerances that tight are what let
 # this suite see a broken vote or a slower training on a toy network.
-SYNTHETIC_DATA: SyntheticConfig = replace(EMBEDDED_DATA, train_per_class=20, val_per_class=5)
+SYNTHETIC_DATA: SyntheticConfig = replace(
+    EMBEDDED_DATA, train_per_class=20, val_per_class=5, det_images=0
+)
 SYNTHETIC = TrainedSuite(
     train_args=("--recipe", "toy", "--epochs", "3", "--lr", "2e-3", "--seed", "0",
                 "--amp", "none", "--log-every", "0"),

@@ -1,4 +1,4 @@
-"""``overfeat reproduce table2|table4|table5|report``: the paper's artifacts, regenerated.
+"""``overfeat reproduce table2|figure9|detection|table4|table5|report``: the paper's artifacts, regenerated.
 
 With no arguments, ``table2`` runs on the embedded default (a synthetic ILSVRC-format set and
 toy networks trained on this machine, cached under ``runs/reproduce``)::
@@ -7,6 +7,10 @@ toy networks trained on this machine, cached under ``runs/reproduce``)::
     overfeat reproduce table2 --data /data/imagenet --release-weights DIR --meta t12/meta.mat
     overfeat reproduce table2 --data DIR --checkpoints fast=RUN1,RUN2 accurate=RUN3
     overfeat reproduce table2 --data DIR --members 3 --train --recipe toy --epochs 8
+    overfeat reproduce figure9
+    overfeat reproduce figure9 --data DIR --checkpoints classifier=RUN scr=RUN pcr=RUN
+    overfeat reproduce detection
+    overfeat reproduce detection --data DIR --checkpoints detector=RUN regressor=RUN
 
 Flags after ``--train`` are ``overfeat train classifier``'s, for the networks it trains.
 Reports go to ``reports/<artifact>/``; ``report`` re-renders every one of them (and the README's
@@ -92,6 +96,78 @@ def register(subparsers) -> None:
                     "'overfeat train classifier' (put it last)")  # fmt: skip
     t2.set_defaults(func=_run_table2)
 
+    f9 = what.add_parser(
+        "figure9",
+        help="Figure 9: localization error of SCR and PCR by number of scales",
+        description="Figure 9 (§4.4): the six bars (SCR with a centred crop and 1-4 scales, PCR "
+        "with 3 scales), PCR at 1, 2 and 4 scales, and the two baselines without a regressor "
+        "(each window's own box, the whole image), scored by the ILSVRC harness on the "
+        "validation images that have boxes. With no --data: the embedded default (synthetic "
+        "data; the fast toy classifier of Table 2's default and its regressors, trained here).",
+    )
+    f9.add_argument("--data", default=None, help="ILSVRC-layout root with validation boxes")
+    f9.add_argument("--limit", type=int, default=None, metavar="N",
+                    help="only the first N boxed validation images in file-name order")  # fmt: skip
+    f9.add_argument("--every", type=int, default=1, metavar="K",
+                    help="only every K-th boxed validation image in file-name order")  # fmt: skip
+    f9.add_argument("--rows", type=_rows, default=(), metavar="F9-1,SCR-..", help="only these rows")
+    f9.add_argument("--arch", choices=("fast", "accurate"), default="fast",
+                    help="the classifier --train trains (default fast)")  # fmt: skip
+    f9.add_argument("--checkpoints", nargs="+", default=(), metavar="KIND=RUN",
+                    help="classifier=RUN (overfeat train classifier), scr=RUN and pcr=RUN "
+                    "(overfeat train regressor on that classifier)")  # fmt: skip
+    f9.add_argument("--regressor-args", default="", metavar="'FLAGS'",
+                    help="flags for 'overfeat train regressor' when a regressor is trained "
+                    "(one quoted string; embedded default: --recipe toy)")  # fmt: skip
+    f9.add_argument("--name", default=None, help="the report's name (default from the sources)")
+    f9.add_argument("--cache", default="runs/reproduce",
+                    help="work folder: data, trained networks, finished rows")  # fmt: skip
+    f9.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    f9.add_argument("--batch-size", type=int, default=8, help="images per batch")
+    f9.add_argument("--workers", type=int, default=2, help="decoding processes")
+    f9.add_argument("--amp", choices=("none", "bf16"), default="none",
+                    help="bf16 autocast (CUDA); default float32")  # fmt: skip
+    f9.add_argument("--no-progress", dest="progress", action="store_false")
+    _common(f9)
+    f9.add_argument("--train", nargs=argparse.REMAINDER, default=None, metavar="TRAIN_FLAGS",
+                    help="train what is missing first; every flag after it goes to 'overfeat "
+                    "train classifier' (put it last)")  # fmt: skip
+    f9.set_defaults(func=_run_figure9)
+
+    det = what.add_parser(
+        "detection",
+        help="§5 / Figure 11: detection mAP with a background class",
+        description="The detection system (§5): the detector's boxes from its regressor and "
+        "from each window, and random boxes as the floor, scored by the ILSVRC DET harness on "
+        "the data set's DET validation images. With no --data: the embedded default "
+        "(synthetic DET images; the fast toy classifier of Table 2's default fine-tuned with a "
+        "background class, and a regressor on it, trained here).",
+    )
+    det.add_argument("--data", default=None, help="root with ILSVRC/Data/DET/val and its XMLs")
+    det.add_argument("--limit", type=int, default=None, metavar="N",
+                     help="only the first N DET validation images")  # fmt: skip
+    det.add_argument("--checkpoints", nargs="+", default=(), metavar="KIND=RUN",
+                     help="classifier=RUN, detector=RUN (overfeat train detector), regressor=RUN "
+                     "(overfeat train regressor on the detector)")  # fmt: skip
+    det.add_argument("--detector-args", default="", metavar="'FLAGS'",
+                     help="flags for 'overfeat train detector' (embedded default: --recipe toy)")
+    det.add_argument("--regressor-args", default="", metavar="'FLAGS'",
+                     help="flags for 'overfeat train regressor' (embedded default: --recipe toy)")
+    det.add_argument("--name", default=None, help="the report's name (default from the data)")
+    det.add_argument("--cache", default="runs/reproduce",
+                     help="work folder: data, trained networks, finished rows")  # fmt: skip
+    det.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    det.add_argument("--batch-size", type=int, default=8, help="images per batch")
+    det.add_argument("--workers", type=int, default=2, help="decoding processes")
+    det.add_argument("--amp", choices=("none", "bf16"), default="none",
+                     help="bf16 autocast (CUDA); default float32")  # fmt: skip
+    det.add_argument("--no-progress", dest="progress", action="store_false")
+    _common(det)
+    det.add_argument("--train", nargs=argparse.REMAINDER, default=None, metavar="TRAIN_FLAGS",
+                     help="train what is missing first; every flag after it goes to 'overfeat "
+                     "train classifier' (put it last)")  # fmt: skip
+    det.set_defaults(func=_run_detection)
+
     for name, title in (("table4", "Table 4: parameters and connections"),
                         ("table5", "Table 5: the six scales and their map sizes")):  # fmt: skip
         p = what.add_parser(name, help=title, description=f"{title}, from the layer arithmetic.")
@@ -144,6 +220,74 @@ def _run_table2(args: argparse.Namespace) -> int:
     _render(args)
     table, meta = read_run(csv_path)
     text = table2_markdown(table, meta)
+    print(text[text.index("| row |") :])
+    print(f"report: {csv_path.with_suffix('.md')}")
+    return 0
+
+
+def _run_figure9(args: argparse.Namespace) -> int:
+    from evaluation.render import figure9_markdown, read_run
+    from overfeat.reproduce.figure9 import Figure9Request, reproduce_figure9
+    from overfeat.reproduce.networks import SourceError
+    from overfeat.reproduce.runner import RunOptions
+
+    request = Figure9Request(
+        data=args.data,
+        limit=args.limit,
+        every=args.every,
+        rows=args.rows,
+        arch=args.arch,
+        checkpoints=tuple(args.checkpoints),
+        train=args.train is not None,
+        train_args=tuple(args.train or ()),
+        regressor_args=tuple(shlex.split(args.regressor_args)),
+        name=args.name,
+        cache=args.cache,
+        reports=args.reports,
+        options=RunOptions(args.device, args.batch_size, args.workers, args.amp, args.progress),
+        command=_command(),
+    )
+    try:
+        csv_path = reproduce_figure9(request)
+    except (SourceError, FileNotFoundError) as exc:
+        print(f"reproduce figure9: {exc}", file=sys.stderr)
+        return 2
+    _render(args)
+    table, meta = read_run(csv_path)
+    text = figure9_markdown(table, meta)
+    print(text[text.index("| row |") :])
+    print(f"report: {csv_path.with_suffix('.md')}")
+    return 0
+
+
+def _run_detection(args: argparse.Namespace) -> int:
+    from evaluation.render import detection_markdown, read_run
+    from overfeat.reproduce.detection import DetectionRequest, reproduce_detection
+    from overfeat.reproduce.networks import SourceError
+    from overfeat.reproduce.runner import RunOptions
+
+    request = DetectionRequest(
+        data=args.data,
+        limit=args.limit,
+        checkpoints=tuple(args.checkpoints),
+        train=args.train is not None,
+        train_args=tuple(args.train or ()),
+        detector_args=tuple(shlex.split(args.detector_args)),
+        regressor_args=tuple(shlex.split(args.regressor_args)),
+        name=args.name,
+        cache=args.cache,
+        reports=args.reports,
+        options=RunOptions(args.device, args.batch_size, args.workers, args.amp, args.progress),
+        command=_command(),
+    )
+    try:
+        csv_path = reproduce_detection(request)
+    except (SourceError, FileNotFoundError) as exc:
+        print(f"reproduce detection: {exc}", file=sys.stderr)
+        return 2
+    _render(args)
+    table, meta = read_run(csv_path)
+    text = detection_markdown(table, meta)
     print(text[text.index("| row |") :])
     print(f"report: {csv_path.with_suffix('.md')}")
     return 0
