@@ -3,7 +3,10 @@ written here literally (the argmin over all pairs, one merge per iteration).
 
 Random boxes have integer coordinates, as pixel boxes do: every mean of them is then computed
 exactly whatever the order of the additions, so the loop here and the module compute the same
-scores bit for bit, and any difference in the result is a difference in the algorithm.
+scores bit for bit, and any difference in the result is a difference in the algorithm. Both
+ways the module reaches the loop's result, the matrix of all pairs (small sets) and the rounds
+(large sets), run through the same tests (fixture ``path``); extreme speed settings run the
+rounds' rarer paths.
 """
 
 from __future__ import annotations
@@ -43,6 +46,16 @@ def paper_loop(boxes, scores, threshold=MERGE_THRESHOLD):
         clusters[a] = clusters[a] + clusters[b]
         del clusters[b]
     return clusters
+
+
+@pytest.fixture(params=["dense", "rounds"])
+def path(request, monkeypatch):
+    """Run a test through both ways to the loop's result, whatever the set's size: the matrix
+    of every pair's score (_dense_merge, small sets) and the rounds (_Merger, large sets)."""
+    import overfeat.merge as merge
+
+    monkeypatch.setattr(merge, "_DENSE_MAX", 10**9 if request.param == "dense" else 1)
+    return request.param
 
 
 def _clusters(result):
@@ -93,7 +106,7 @@ def test_box_merge_is_the_mean_of_every_box_behind_it():
 # --------------------------------------------------------------------------- hand-worked merges
 
 
-def test_two_distant_clusters_stay_two_at_their_mean_coordinates():
+def test_two_distant_clusters_stay_two_at_their_mean_coordinates(path):
     a = [_square(0, 0), _square(2, 0), _square(0, 2)]
     b = [_square(500, 0), _square(503, 0)]
     boxes = [a[0], b[0], a[1], b[1], a[2]]
@@ -107,7 +120,7 @@ def test_two_distant_clusters_stay_two_at_their_mean_coordinates():
     np.testing.assert_array_equal(result.assignment, [0, 1, 0, 1, 0])
 
 
-def test_one_cluster_becomes_one_box_with_the_summed_score():
+def test_one_cluster_becomes_one_box_with_the_summed_score(path):
     boxes = [_square(10, 10), _square(14, 10), _square(10, 16), _square(12, 12, side=110)]
     result = greedy_merge(boxes, [1.0, 2.0, 3.0, 4.0])
     assert len(result.boxes) == 1
@@ -116,7 +129,7 @@ def test_one_cluster_becomes_one_box_with_the_summed_score():
     assert result.scores[0] == 10.0
 
 
-def test_the_cheapest_pair_merges_first_and_the_merged_box_can_stop_the_chain():
+def test_the_cheapest_pair_merges_first_and_the_merged_box_can_stop_the_chain(path):
     # Three 100x100 boxes in a row: A at x 0, B at 15, C at 33.
     # A–B: 15/100 + 1 − 85/115 = 0.411; B–C: 18/100 + 1 − 82/118 = 0.485; both ≤ 0.5.
     # A–B goes first; the merged box starts at 7.5 and scores 25.5/100 + 1 − 74.5/125.5 = 0.661
@@ -131,7 +144,7 @@ def test_the_cheapest_pair_merges_first_and_the_merged_box_can_stop_the_chain():
     np.testing.assert_allclose(result.boxes[1], merged)
 
 
-def test_threshold_is_inclusive():
+def test_threshold_is_inclusive(path):
     a, b = _square(0, 0), _square(10, 0)
     s = float(match_score(a, b))
     assert len(greedy_merge([a, b], [1, 1], threshold=s).boxes) == 1
@@ -160,7 +173,7 @@ def _random_boxes(rng, n, kind):
 
 @pytest.mark.parametrize("kind", ["uniform", "clustered", "ties"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_equals_the_paper_loop_on_random_sets(kind, seed):
+def test_equals_the_paper_loop_on_random_sets(kind, seed, path):
     rng = np.random.default_rng(seed)
     for n in (2, 3, 7, 40, 120, 200):
         boxes = _random_boxes(rng, n, kind)
@@ -176,7 +189,7 @@ def test_equals_the_paper_loop_on_random_sets(kind, seed):
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.2, 0.9])
-def test_equals_the_paper_loop_at_other_thresholds(threshold):
+def test_equals_the_paper_loop_at_other_thresholds(threshold, path):
     rng = np.random.default_rng(7)
     boxes = _random_boxes(rng, 150, "clustered")
     want = paper_loop(boxes, np.ones(150), threshold)
@@ -184,7 +197,7 @@ def test_equals_the_paper_loop_at_other_thresholds(threshold):
     assert _clusters(got) == sorted(sorted(c) for c in want)
 
 
-def test_equals_the_paper_loop_on_real_valued_boxes():
+def test_equals_the_paper_loop_on_real_valued_boxes(path):
     # decoded regressor boxes are real-valued; dyadic values keep every mean exact
     rng = np.random.default_rng(3)
     boxes = _random_boxes(rng, 120, "clustered") + rng.integers(0, 4, (120, 4)) / 4
@@ -205,6 +218,7 @@ def test_independent_groups_split_at_pixel_gaps_only():
         ]
     )
     labels = independent_groups(boxes)
+    assert independent_groups(np.zeros((0, 4))).shape == (0,)
     # x alone cannot split (the third box spans x 9–18); y splits {0, 1} from {2, 3}, then x
     # splits 0 from 1; 2 and 3 share a pixel
     assert labels[0] != labels[1]
@@ -219,14 +233,14 @@ def test_empty_input_gives_an_empty_result():
     assert result.assignment.shape == (0,)
 
 
-def test_one_box_is_itself():
+def test_one_box_is_itself(path):
     result = greedy_merge([[3, 4, 50, 60]], [0.7])
     np.testing.assert_array_equal(result.boxes, [[3, 4, 50, 60]])
     np.testing.assert_array_equal(result.scores, [0.7])
     np.testing.assert_array_equal(result.assignment, [0])
 
 
-def test_torch_tensors_are_accepted():
+def test_torch_tensors_are_accepted(path):
     boxes = torch.tensor([_square(0, 0), _square(3, 0)], dtype=torch.float32)
     result = greedy_merge(boxes, torch.tensor([0.25, 0.5]))
     np.testing.assert_allclose(result.boxes, [[1.5, 0, 100.5, 99]])
@@ -257,40 +271,120 @@ def test_threshold_of_one_or_more_is_refused():
 
 
 def test_per_box_terms_give_match_score_bit_for_bit():
-    from overfeat.merge import _box_features, _feature_scores, _features
+    from overfeat.merge import _SCORE_CHUNK, _feature_scores, _features, _pair_scores
 
     rng = np.random.default_rng(4)
     xy = rng.uniform(0, 300, (300, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(0, 150, (300, 2))], axis=1)
     i, j = np.triu_indices(300, 1)
-    feat = _features(boxes)
+    rows = _features(boxes)
     want = match_score(boxes[i], boxes[j])
-    assert np.array_equal(_feature_scores(feat[:, i], feat[:, j]), want)
-    # one box as four Python floats against many: the form a merged box is scored in
-    one = _box_features(boxes[7].tolist())
-    assert np.array_equal(_feature_scores(one, feat), match_score(boxes[7], boxes))
+    assert np.array_equal(_feature_scores(rows[i].T, rows[j].T), want)
+    # the chunked form every pair is scored in (more pairs than one chunk)
+    assert len(i) > 2 * _SCORE_CHUNK
+    assert np.array_equal(_pair_scores(rows, i, rows, j), want)
+    # a merged box's terms come from its members' sums over their count, as the loop's mean
+    members = rng.integers(0, 300, (50, 3))
+    sums = [[float(v) for v in boxes[m].sum(axis=0)] for m in members]
+    merged = np.array(sums) / np.full(50, 3.0)[:, None]
+    np.testing.assert_array_equal(merged, boxes[members].sum(axis=1) / 3)
+    assert np.array_equal(
+        _pair_scores(_features(merged), np.arange(50), rows, np.arange(50)),
+        match_score(merged, boxes[:50]),
+    )
+    # one merged box against every box, its terms as Python floats (_dense_merge)
+    x1, y1, x2, y2 = merged[0].tolist()
+    w, h = x2 - x1 + 1, y2 - y1 + 1
+    one = [x1, y1, x2, y2, (x1 + x2) * 0.5, (y1 + y2) * 0.5, (w + h) * 0.25, w * h]
+    np.testing.assert_array_equal(one, _features(merged[:1])[0])
+    assert np.array_equal(_feature_scores(one, rows.T), match_score(merged[0], boxes))
 
 
-@pytest.mark.parametrize("threshold", [0.0, 0.2, MERGE_THRESHOLD, 0.9, 0.999])
+def _near_pairs(rng, count):
+    """Pairs ``(a, b)``, each ``(count, 4)``, of real-valued boxes of every size and aspect, b a
+    jittered, rescaled copy of a (an exact copy for 1%): many pairs score close to any level
+    below 1."""
+    xy = rng.uniform(-50, 400, (count, 2))
+    wh = np.exp(rng.uniform(0, 6, (count, 2)))
+    a = np.concatenate([xy, xy + wh - 1], axis=1)
+    scale = np.exp(rng.normal(0, 0.3, (count, 2)))
+    centre = (a[:, :2] + a[:, 2:]) / 2 + rng.normal(0, 0.2, (count, 2)) * wh
+    half = (wh * scale - 1) / 2
+    b = np.concatenate([centre - half, centre + half], axis=1)
+    b[: count // 100] = a[: count // 100]
+    return a, b
+
+
+@pytest.mark.parametrize("level", [0.0, 0.05, 0.2, MERGE_THRESHOLD, 0.9, 0.999])
+def test_windows_hold_every_partner_scoring_at_most_the_level(level):
+    # The index looks for a box's partners only in a window around its centre: every pair
+    # scoring ≤ level must lie in both boxes' windows (module docstring, _windows).
+    from overfeat.merge import _features, _windows
+
+    rng = np.random.default_rng(12)
+    a, b = _near_pairs(rng, 200_000)
+    close = match_score(a, b) <= level
+    assert close.sum() > 100  # the test has pairs to check
+    a, b = a[close], b[close]
+    for one, other in ((a, b), (b, a)):
+        win = _windows(_features(one), level)
+        u = np.abs((one[:, 0] + one[:, 2]) / 2 - (other[:, 0] + other[:, 2]) / 2)
+        v = np.abs((one[:, 1] + one[:, 3]) / 2 - (other[:, 1] + other[:, 3]) / 2)
+        assert (u <= win.rx).all() and (v <= win.ry).all()
+        # the bound that narrows each strip: √(u² + v²) / m + 4v / (hh + 2v) ≤ τ
+        bound = np.hypot(u, v) / win.m + 4 * v / (win.hh + 2 * v)
+        assert (bound <= win.tau).all()
+
+
+@pytest.mark.parametrize("height", [0.5, 30.0, 1e4])
+@pytest.mark.parametrize("shift", [0.0, -7.25, 1e6])
+def test_index_finds_every_box_scoring_at_most_the_level(height, shift):
+    from overfeat.merge import _CentreIndex, _features, _windows
+
+    rng = np.random.default_rng(13)
+    boxes = np.concatenate(
+        [_random_boxes(rng, 150, "clustered"), _random_boxes(rng, 150, "uniform")]
+    )
+    boxes = boxes + rng.integers(0, 4, boxes.shape) / 4 + shift
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2])
+    rows = _features(boxes)
+    level = 0.3
+    scores = match_score(boxes[:, None], boxes[None])
+    want = {(i, j) for i, j in zip(*np.nonzero(scores <= level)) if i != j}
+    index = _CentreIndex(rows, np.arange(300), height, 1e-9 * (abs(shift) + 500))
+    q, box = index.query(rows[:, 4], rows[:, 5], _windows(rows, level))
+    got = set(zip(q.tolist(), box.tolist()))
+    assert want <= got
+    # from the box that comes first in the index only: each pair once
+    order = index.row
+    q, box = index.query(rows[order, 4], rows[order, 5], _windows(rows[order], level),
+                         after=np.arange(300))  # fmt: skip
+    found = [tuple(sorted((int(order[k]), int(c)))) for k, c in zip(q, box)]
+    assert len(found) == len(set(found))
+    assert {p for p in want if p[0] < p[1]} <= set(found)
+
+
+@pytest.mark.parametrize("below, level", [(-np.inf, 0.1), (0.1, 0.25), (0.25, MERGE_THRESHOLD)])
 @pytest.mark.parametrize("kind", ["uniform", "clustered", "ties"])
-def test_input_pairs_are_every_pair_at_or_under_t_in_the_loops_order(threshold, kind):
-    from overfeat.merge import _features, _initial_pairs
+def test_level_pairs_are_each_pair_scoring_in_the_band_once(below, level, kind):
+    from overfeat.merge import _CentreIndex, _features, _level_pairs, _windows
 
     rng = np.random.default_rng(11)
     boxes = _random_boxes(rng, 150, kind) + rng.integers(0, 4, (150, 4)) / 4
     boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2])
-    # brute force: every pair, scored one at a time, sorted as the loop's argmin breaks ties
-    want = sorted(
-        (float(match_score(boxes[a], boxes[b])), a, b)
-        for a in range(150)
-        for b in range(a + 1, 150)
-        if match_score(boxes[a], boxes[b]) <= threshold
-    )
-    score, low, high = _initial_pairs(_features(boxes), threshold)
-    assert list(zip(score.tolist(), low.tolist(), high.tolist())) == want
+    # brute force: every pair
+    every = match_score(boxes[:, None], boxes[None])
+    a, b = np.triu_indices(150, 1)
+    band = (every[a, b] > below) & (every[a, b] <= level)
+    want = sorted(zip(every[a, b][band].tolist(), a[band].tolist(), b[band].tolist()))
+    rows = _features(boxes)
+    height = float(np.median(_windows(rows, level).ry))
+    score, a, b = _level_pairs(rows, _CentreIndex(rows, np.arange(150), height, 1e-6), below, level)
+    got = sorted(zip(score.tolist(), np.minimum(a, b).tolist(), np.maximum(a, b).tolist()))
+    assert got == want
 
 
-def test_a_merged_box_finds_partners_its_input_boxes_did_not_have():
+def test_a_merged_box_finds_partners_its_input_boxes_did_not_have(path):
     # A and B (offset 16 px) score 0.16 + 1 − 84/116 = 0.436 and merge into M = [8, 0, 107, 99].
     # C, 15 px below M, scores 0.17 + 1 − 7820/12180 = 0.528 > t with A and with B (centre
     # distance √(8² + 15²) = 17, intersection 92×85), but 0.15 + 1 − 85/115 = 0.411 with M.
@@ -305,9 +399,73 @@ def test_a_merged_box_finds_partners_its_input_boxes_did_not_have():
 
 
 @pytest.mark.parametrize("kind", ["clustered", "ties"])
-def test_equals_the_paper_loop_on_a_larger_set(kind):
+def test_equals_the_paper_loop_on_a_larger_set(kind, path):
     # long merge chains: many merged boxes, each finding partners among the boxes present
     rng = np.random.default_rng(5)
     boxes = _random_boxes(rng, 400, kind)
     want = paper_loop(boxes, np.ones(400))
     assert _clusters(greedy_merge(boxes, np.ones(400))) == sorted(sorted(c) for c in want)
+
+
+# Every setting below only changes how fast the loop's result is reached: pushed to extremes,
+# they run the rounds' rarer paths (runs running out, a front refilled a few pairs at a time,
+# many levels, chunks of one or two, an index of one strip or of hundreds).
+_STRESS = [
+    dict(_ROUND_RUNS=2, _FIRST_MERGES=2, _MIN_MERGES=1, _MAX_MERGES=3),
+    dict(_FRONT_PAIRS=1, _FRONT_PER_MERGE=1, _LEVELS=(0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 1.0)),
+    dict(_QUERY_CHUNK=3, _SCORE_CHUNK=2, _STRIP_HEIGHT=1e-3, _FIRST_MERGES=400, _MAX_MERGES=400),
+    dict(_STRIP_HEIGHT=1e6, _LEVELS=(1.0,), _ROUND_RUNS=1, _FIRST_MERGES=1, _MIN_MERGES=1),
+]
+
+
+@pytest.mark.parametrize("setting", range(len(_STRESS)))
+@pytest.mark.parametrize("kind", ["clustered", "ties"])
+def test_equals_the_paper_loop_whatever_the_speed_settings(setting, kind, monkeypatch):
+    import overfeat.merge as merge
+
+    monkeypatch.setattr(merge, "_DENSE_MAX", 1)  # the rounds, whatever the set's size
+    for name, value in _STRESS[setting].items():
+        monkeypatch.setattr(merge, name, value)
+    rng = np.random.default_rng(21 + setting)
+    for n in (60, 150):
+        boxes = _random_boxes(rng, n, kind) + rng.integers(0, 4, (n, 4)) / 4
+        boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2])
+        want = paper_loop(boxes, np.ones(n))
+        assert _clusters(greedy_merge(boxes, np.ones(n))) == sorted(sorted(c) for c in want)
+
+
+def test_identical_boxes_merge_into_the_first(path):
+    # every pair scores 0: the loop merges (0, 1), then (0, 2), ... and keeps index 0
+    boxes = np.array([_square(5, 5)] * 40 + [_square(400, 5)] * 3)
+    result = greedy_merge(boxes, np.arange(43.0))
+    np.testing.assert_array_equal(result.assignment, [0] * 40 + [1] * 3)
+    np.testing.assert_array_equal(result.boxes, [_square(5, 5), _square(400, 5)])
+    np.testing.assert_array_equal(result.scores, [sum(range(40)), 40 + 41 + 42])
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 0.0, 0.999, 1 - 1e-7])
+def test_equals_the_paper_loop_at_extreme_thresholds(threshold, path):
+    rng = np.random.default_rng(8)
+    boxes = np.concatenate([_random_boxes(rng, 60, "ties"), _random_boxes(rng, 60, "clustered")])
+    want = paper_loop(boxes, np.ones(120), threshold)
+    got = greedy_merge(boxes, np.ones(120), threshold)
+    assert _clusters(got) == sorted(sorted(c) for c in want)
+
+
+@pytest.mark.parametrize("shift", [-1000.5, 1e6])
+def test_equals_the_paper_loop_far_from_the_origin(shift, path):
+    # the centre index keys boxes by a strip of y, then by x: offsets and large coordinates
+    rng = np.random.default_rng(9)
+    boxes = _random_boxes(rng, 150, "clustered") + shift
+    want = paper_loop(boxes, np.ones(150))
+    assert _clusters(greedy_merge(boxes, np.ones(150))) == sorted(sorted(c) for c in want)
+
+
+def test_two_boxes(path):
+    a, b = _square(0, 0), _square(3, 0)
+    for order in ((a, b), (b, a)):
+        result = greedy_merge(order, [1, 2])
+        np.testing.assert_array_equal(result.assignment, [0, 0])
+        np.testing.assert_array_equal(result.boxes, [[1.5, 0, 100.5, 99]])
+    far = greedy_merge([a, _square(300, 0)], [1, 2])
+    np.testing.assert_array_equal(far.assignment, [0, 1])
