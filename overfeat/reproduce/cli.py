@@ -49,6 +49,24 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="also rewrite this README's generated blocks")  # fmt: skip
 
 
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of every reproduction that runs networks (read back by :func:`_options`)."""
+    p.add_argument("--cache", default="runs/reproduce",
+                   help="work folder: data, trained networks, finished rows")  # fmt: skip
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--batch-size", type=int, default=8, help="images per batch")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes")
+    p.add_argument("--amp", choices=("none", "bf16"), default="none",
+                   help="bf16 autocast (CUDA); default float32")  # fmt: skip
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _options(args: argparse.Namespace):
+    from overfeat.reproduce.runner import RunOptions
+
+    return RunOptions(args.device, args.batch_size, args.workers, args.amp, args.progress)
+
+
 def register(subparsers) -> None:
     rep = subparsers.add_parser(
         "reproduce",
@@ -82,14 +100,7 @@ def register(subparsers) -> None:
                     help="networks per kind to train with --train (default 7, the paper's; "
                     "embedded default 2)")  # fmt: skip
     t2.add_argument("--name", default=None, help="the report's name (default from the sources)")
-    t2.add_argument("--cache", default="runs/reproduce",
-                    help="work folder: data, trained networks, finished rows")  # fmt: skip
-    t2.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    t2.add_argument("--batch-size", type=int, default=8, help="images per batch")
-    t2.add_argument("--workers", type=int, default=2, help="decoding processes")
-    t2.add_argument("--amp", choices=("none", "bf16"), default="none",
-                    help="bf16 autocast (CUDA); default float32")  # fmt: skip
-    t2.add_argument("--no-progress", dest="progress", action="store_false")
+    _run_flags(t2)
     _common(t2)
     t2.add_argument("--train", nargs=argparse.REMAINDER, default=None, metavar="TRAIN_FLAGS",
                     help="train the missing networks first; every flag after it goes to "
@@ -120,14 +131,7 @@ def register(subparsers) -> None:
                     help="flags for 'overfeat train regressor' when a regressor is trained "
                     "(one quoted string; embedded default: --recipe toy)")  # fmt: skip
     f9.add_argument("--name", default=None, help="the report's name (default from the sources)")
-    f9.add_argument("--cache", default="runs/reproduce",
-                    help="work folder: data, trained networks, finished rows")  # fmt: skip
-    f9.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    f9.add_argument("--batch-size", type=int, default=8, help="images per batch")
-    f9.add_argument("--workers", type=int, default=2, help="decoding processes")
-    f9.add_argument("--amp", choices=("none", "bf16"), default="none",
-                    help="bf16 autocast (CUDA); default float32")  # fmt: skip
-    f9.add_argument("--no-progress", dest="progress", action="store_false")
+    _run_flags(f9)
     _common(f9)
     f9.add_argument("--train", nargs=argparse.REMAINDER, default=None, metavar="TRAIN_FLAGS",
                     help="train what is missing first; every flag after it goes to 'overfeat "
@@ -154,14 +158,7 @@ def register(subparsers) -> None:
     det.add_argument("--regressor-args", default="", metavar="'FLAGS'",
                      help="flags for 'overfeat train regressor' (embedded default: --recipe toy)")
     det.add_argument("--name", default=None, help="the report's name (default from the data)")
-    det.add_argument("--cache", default="runs/reproduce",
-                     help="work folder: data, trained networks, finished rows")  # fmt: skip
-    det.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    det.add_argument("--batch-size", type=int, default=8, help="images per batch")
-    det.add_argument("--workers", type=int, default=2, help="decoding processes")
-    det.add_argument("--amp", choices=("none", "bf16"), default="none",
-                     help="bf16 autocast (CUDA); default float32")  # fmt: skip
-    det.add_argument("--no-progress", dest="progress", action="store_false")
+    _run_flags(det)
     _common(det)
     det.add_argument("--train", nargs=argparse.REMAINDER, default=None, metavar="TRAIN_FLAGS",
                      help="train what is missing first; every flag after it goes to 'overfeat "
@@ -192,7 +189,6 @@ def _render(args: argparse.Namespace) -> None:
 def _run_table2(args: argparse.Namespace) -> int:
     from evaluation.render import read_run, table2_markdown
     from overfeat.reproduce.networks import SourceError
-    from overfeat.reproduce.runner import RunOptions
     from overfeat.reproduce.table2 import Table2Request, reproduce_table2
 
     request = Table2Request(
@@ -209,7 +205,7 @@ def _run_table2(args: argparse.Namespace) -> int:
         name=args.name,
         cache=args.cache,
         reports=args.reports,
-        options=RunOptions(args.device, args.batch_size, args.workers, args.amp, args.progress),
+        options=_options(args),
         command=_command(),
     )
     try:
@@ -229,7 +225,6 @@ def _run_figure9(args: argparse.Namespace) -> int:
     from evaluation.render import figure9_markdown, read_run
     from overfeat.reproduce.figure9 import Figure9Request, reproduce_figure9
     from overfeat.reproduce.networks import SourceError
-    from overfeat.reproduce.runner import RunOptions
 
     request = Figure9Request(
         data=args.data,
@@ -244,7 +239,7 @@ def _run_figure9(args: argparse.Namespace) -> int:
         name=args.name,
         cache=args.cache,
         reports=args.reports,
-        options=RunOptions(args.device, args.batch_size, args.workers, args.amp, args.progress),
+        options=_options(args),
         command=_command(),
     )
     try:
@@ -264,7 +259,6 @@ def _run_detection(args: argparse.Namespace) -> int:
     from evaluation.render import detection_markdown, read_run
     from overfeat.reproduce.detection import DetectionRequest, reproduce_detection
     from overfeat.reproduce.networks import SourceError
-    from overfeat.reproduce.runner import RunOptions
 
     request = DetectionRequest(
         data=args.data,
@@ -277,7 +271,7 @@ def _run_detection(args: argparse.Namespace) -> int:
         name=args.name,
         cache=args.cache,
         reports=args.reports,
-        options=RunOptions(args.device, args.batch_size, args.workers, args.amp, args.progress),
+        options=_options(args),
         command=_command(),
     )
     try:

@@ -35,7 +35,7 @@ from overfeat.reproduce.embedded import (
     synthetic_command,
 )
 from overfeat.reproduce.figure9 import EMBEDDED_REGRESSOR_ARGS, train_regressor_cached
-from overfeat.reproduce.networks import SourceError, train_missing
+from overfeat.reproduce.networks import SourceError, config_key, train_missing
 from overfeat.reproduce.runner import RunOptions
 
 __all__ = [
@@ -100,14 +100,6 @@ def _parse(values) -> dict[str, Path]:
     return out
 
 
-def _key(config) -> str:
-    d = config.to_dict()
-    for k in ("out", "data", "workers", "progress", "log_every", "checkpoint_every",
-              "keep_checkpoints", "stop_after_steps", "device"):  # fmt: skip
-        d.pop(k, None)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
-
-
 def train_detector_cached(classifier: Path, data: Path, args, cache: Path) -> Path:
     """Train (or reuse, or resume) a detector on ``classifier`` under ``cache``."""
     from overfeat.engine.checkpoint import find_latest_valid
@@ -120,7 +112,7 @@ def train_detector_cached(classifier: Path, data: Path, args, cache: Path) -> Pa
         probe = build_spatial_config(argv)
     except (SystemExit, ValueError) as exc:
         raise SourceError(f"--detector-args: cannot read {list(args)} ({exc})") from None
-    run = cache / f"detector-{classifier.name}-{_key(probe)}"
+    run = cache / f"detector-{classifier.name}-{config_key(probe)}"
     found = find_latest_valid(run, required=DETECTOR_REQUIRED_KEYS) if run.is_dir() else None
     if found is None or found[1]["progress"]["epoch"] < probe.epochs:
         print(f"training the detector into {run}", flush=True)

@@ -36,7 +36,7 @@ from overfeat.reproduce.embedded import (
     embedded_data,
     synthetic_command,
 )
-from overfeat.reproduce.networks import SourceError, train_missing
+from overfeat.reproduce.networks import SourceError, config_key, train_missing
 from overfeat.reproduce.runner import RunOptions
 
 __all__ = [
@@ -177,15 +177,6 @@ def _regressor_config(classifier: Path, data: Path, kind: str, args, out: Path):
                           "'overfeat train regressor --help'") from None  # fmt: skip
 
 
-def _config_key(config) -> str:
-    """A short hash of the regressor settings that change its weights."""
-    d = config.to_dict()
-    for k in ("out", "data", "workers", "progress", "log_every", "checkpoint_every",
-              "keep_checkpoints", "stop_after_steps", "device"):  # fmt: skip
-        d.pop(k, None)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
-
-
 def train_regressor_cached(classifier: Path, data: Path, kind: str, args, cache: Path) -> Path:
     """Train (or reuse, or resume) a ``kind`` regressor on ``classifier`` under ``cache``."""
     from dataclasses import replace
@@ -194,7 +185,7 @@ def train_regressor_cached(classifier: Path, data: Path, kind: str, args, cache:
     from overfeat.engine.regressor import REGRESSOR_REQUIRED_KEYS, train_regressor
 
     probe = _regressor_config(classifier, data, kind, args, cache / "probe")
-    run = cache / f"regressor-{kind}-{classifier.name}-{_config_key(probe)}"
+    run = cache / f"regressor-{kind}-{classifier.name}-{config_key(probe)}"
     found = find_latest_valid(run, required=REGRESSOR_REQUIRED_KEYS) if run.is_dir() else None
     if found is None or found[1]["progress"]["epoch"] < probe.epochs:
         print(f"training the {kind.upper()} regressor into {run}", flush=True)

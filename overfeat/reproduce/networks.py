@@ -197,8 +197,9 @@ def train_config(data: str | Path, arch: str, member: int, train_args: Sequence[
     return build_config(args)
 
 
-def _config_key(config) -> str:
-    """A short hash of every setting that changes the trained weights."""
+def config_key(config) -> str:
+    """A short hash of every setting of a training run (classifier, regressor or detector) that
+    changes the trained weights: the cache key of runs trained by the reproductions."""
     d = config.to_dict()
     for k in ("out", "data", "workers", "progress", "log_every", "checkpoint_every",
               "keep_checkpoints", "stop_after_steps", "eval_batch_size", "device"):  # fmt: skip
@@ -227,7 +228,7 @@ def train_missing(
         refs = []
         for m in range(n):
             config = train_config(data, arch, m, train_args)
-            run = cache / f"{arch}-m{m}-{_config_key(config)}"
+            run = cache / f"{arch}-m{m}-{config_key(config)}"
             found = find_latest_valid(run) if run.is_dir() else None
             if found is None or found[1]["progress"]["epoch"] < config.epochs:
                 print(f"training {arch} network {m + 1} of {n} into {run}", flush=True)
