@@ -8,13 +8,18 @@ Measures, in one run:
 2. the achieved fraction of the device's peak: multiply-accumulates per image (counted from the
    convolutions' output sizes, i.e. the layer arithmetic) × 2 FLOP × 3 (forward + backward, which
    costs about two forwards) × images/s ÷ peak FLOP/s;
-3. data-loading images/s through the real decode path: synthetic JPEGs written by
-   ``overfeat make-synthetic``, ``open_classification`` with the §3.1 train transform, a
-   ``DataLoader`` with ``collate_skip_corrupt``; printed as the ratio to the training step's
-   appetite (≥ 1: the loader keeps up).
+3. the loader's images/s PER WORKER (one process, one thread) on ImageNet-sized JPEGs (500x375
+   and 375x500 photographs' statistics: smooth fields plus grain, quality 90), side by side in
+   one run and interleaved: a naive PIL loop (decode, resize the short side to 256, crop, flip,
+   normalised float32: what a first data loader does), the project's loader (a
+   ``ClassificationDataset`` with the engine's uint8 transform: libjpeg-turbo decode, torch's
+   uint8 antialiased resize, the uint8 crop), and DALI's CPU pipeline where it is installed;
+   with the bytes each hands from a worker to the main process per image;
+4. loader images/s × ``--workers`` against the training step's appetite (≥ 1: it keeps up).
 
     python benchmarks/train_throughput.py                 # a few minutes on a 2-core CPU
     python benchmarks/train_throughput.py --peak-tflops 989 --gpu-batch 128
+    python benchmarks/train_throughput.py --skip-train    # the loader comparison only
 """
 
 from __future__ import annotations
@@ -103,34 +108,109 @@ def train_images_per_second(
     return batch * steps / (time.perf_counter() - t0)
 
 
-def loader_images_per_second(arch: str, workers: int, images: int, batch: int) -> float:
-    """Images/s through decode → §3.1 train transform → DataLoader, on synthetic JPEGs."""
-    from torch.utils.data import DataLoader
+def imagenet_sized_jpegs(folder: Path, count: int, seed: int = 0) -> list[tuple[str, int]]:
+    """``count`` JPEGs of ILSVRC's typical sizes (500x375 and 375x500, alternating): a smooth
+    random field (an upsampled 12x16 grid) plus pixel grain, quality 90, about 100 KB each like
+    the photographs; → ``[(path, label)]`` in ``folder/n0000000L/``."""
+    import numpy as np
+    from PIL import Image
 
-    from overfeat.data import collate_skip_corrupt, open_classification, train_transform
-    from overfeat.data.synthetic import SyntheticConfig, write_synthetic
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        w, h = (500, 375) if i % 2 == 0 else (375, 500)
+        field = Image.fromarray((rng.random((12, 16, 3)) * 255).astype(np.uint8))
+        field = np.asarray(field.resize((w, h), Image.BICUBIC), dtype=np.int16)
+        grain = rng.integers(-24, 25, (h, w, 3))
+        label = i % 10
+        path = folder / f"n{label:08d}" / f"img_{i}.JPEG"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(field + grain, 0, 255).astype(np.uint8)).save(path, quality=90)
+        out.append((str(path), label))
+    return out
 
+
+class NaivePilLoop:
+    """What a first loader does per image (§3.1's view): PIL decode, ``resize`` of the short side
+    to 256 (bilinear, antialiased), a random crop and flip, a normalised float32 tensor."""
+
+    def __init__(self, crop: int, seed: int = 0):
+        import numpy as np
+
+        self.crop, self.rng = crop, np.random.default_rng(seed)
+
+    def __call__(self, path: str) -> torch.Tensor:
+        import numpy as np
+        from PIL import Image
+
+        img = Image.open(path).convert("RGB")
+        w, h = img.size
+        short = min(w, h)
+        img = img.resize((w * 256 // short, h * 256 // short), Image.BILINEAR)
+        x0 = int(self.rng.integers(0, img.size[0] - self.crop + 1))
+        y0 = int(self.rng.integers(0, img.size[1] - self.crop + 1))
+        pixels = np.asarray(img)[y0 : y0 + self.crop, x0 : x0 + self.crop]
+        if self.rng.random() < 0.5:
+            pixels = pixels[:, ::-1]
+        x = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float()
+        return (x - 118.380948) / 61.896913
+
+
+def loader_rates(arch: str, images: int, repeats: int) -> dict:
+    """Per-worker images/s of the naive PIL loop, the project's loader and (where installed)
+    DALI's CPU pipeline on the same ImageNet-sized JPEGs, interleaved ``repeats`` times (the
+    best of each is kept: the machine is shared); and bytes per image handed over."""
+    from overfeat.data import ClassificationDataset, train_transform
+
+    torch.set_num_threads(1)  # one worker's share of a machine
+    crop = ARCHS[arch].input_size
+    best: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "synthetic"
-        classes = 10
-        write_synthetic(
-            root,
-            SyntheticConfig(classes=classes, train_per_class=-(-images // classes),
-                            val_per_class=0, det_images=0),
-        )  # fmt: skip
-        ds = open_classification(root, "train", transform=train_transform(arch))
-        loader = DataLoader(
-            ds, batch_size=batch, shuffle=False, num_workers=workers,
-            collate_fn=collate_skip_corrupt, persistent_workers=False,
-        )  # fmt: skip
-        it = iter(loader)
-        first = next(it)  # worker start-up is not the steady-state rate
-        n, t0 = 0, time.perf_counter()
-        for images_, _labels, _skipped in it:
-            n += images_.shape[0]
-        dt = time.perf_counter() - t0
-        del first
-        return n / dt
+        samples = imagenet_sized_jpegs(Path(tmp), images)
+        naive = NaivePilLoop(crop)
+        dataset = ClassificationDataset(samples, [f"n{c:08d}" for c in range(10)],
+                                        train_transform(arch, output="uint8"))  # fmt: skip
+        runs = {
+            "naive PIL loop": lambda: [naive(p) for p, _ in samples],
+            "project loader": lambda: [dataset[(0, i)] for i in range(len(samples))],
+        }
+        dali = _dali_run(dataset, samples)
+        if dali is not None:
+            runs["DALI (CPU)"] = dali
+        for _ in range(repeats):
+            for name, run in runs.items():
+                t0 = time.perf_counter()
+                run()
+                rate = len(samples) / (time.perf_counter() - t0)
+                best[name] = max(best.get(name, 0.0), rate)
+        sizes = {"naive PIL loop": naive(samples[0][0]), "project loader": dataset[(0, 0)][0]}
+    return {
+        "images_per_s": best,
+        "bytes_per_image": {k: v.numel() * v.element_size() for k, v in sizes.items()},
+    }
+
+
+def _dali_run(dataset, samples):
+    """A callable loading every sample once through DALI's CPU pipeline, or ``None``."""
+    try:
+        from overfeat.data.dali import DaliTrainLoader, dali_unavailable
+    except ImportError:
+        return None
+    why = dali_unavailable()
+    if why is not None:
+        print(f"DALI: not measured ({why})")
+        return None
+    from overfeat.engine.sampler import ShardedTrainSampler
+
+    batch = 8
+    sampler = ShardedTrainSampler(len(samples) // batch * batch, batch)
+    loader = DaliTrainLoader(dataset, dataset.transform, sampler, torch.device("cpu"), threads=1)
+
+    def run():
+        loader.set_epoch(0)
+        return [b for b in loader]
+
+    return run
 
 
 def main(argv=None) -> int:
@@ -139,8 +219,10 @@ def main(argv=None) -> int:
     p.add_argument("--cpu-steps", type=int, default=2)
     p.add_argument("--gpu-batch", type=int, default=128)
     p.add_argument("--gpu-steps", type=int, default=10)
-    p.add_argument("--loader-images", type=int, default=160)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--loader-images", type=int, default=48)
+    p.add_argument("--loader-repeats", type=int, default=3)
+    p.add_argument("--workers", type=int, default=2, help="loader workers per GPU, for the ratio")
+    p.add_argument("--skip-train", action="store_true", help="the loader comparison only")
     p.add_argument("--peak-tflops", type=float, default=None, help="GPU peak (default: table)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
@@ -149,7 +231,7 @@ def main(argv=None) -> int:
     devices = [("cpu", torch.device("cpu"), args.cpu_batch, args.cpu_steps, False, False)]
     if torch.cuda.is_available():
         devices.append(("cuda", torch.device("cuda"), args.gpu_batch, args.gpu_steps, True, True))
-    for arch in ("fast", "accurate"):
+    for arch in () if args.skip_train else ("fast", "accurate"):
         macs = macs_per_image(build_model(arch), ARCHS[arch].input_size)
         for kind, dev, batch, steps, bf16, cl in devices:
             ips = train_images_per_second(arch, dev, batch, steps, bf16, cl)
@@ -172,18 +254,25 @@ def main(argv=None) -> int:
 
     loader = {}
     for arch in ("fast", "accurate"):
-        ips = loader_images_per_second(arch, args.workers, args.loader_images, args.cpu_batch * 4)
-        loader[arch] = ips
-        print(f"load  {arch:8s} decode+transform, {args.workers} workers: {ips:8.2f} images/s")
+        rates = loader_rates(arch, args.loader_images, args.loader_repeats)
+        loader[arch] = rates
+        ips, size = rates["images_per_s"], rates["bytes_per_image"]
+        for name, rate in ips.items():
+            handed = f", {size[name] / 1024:.0f} KB/image handed over" if name in size else ""
+            print(f"load  {arch:8s} {name:15s} per worker: {rate:8.2f} images/s{handed}")
+        print(f"ratio {arch:8s} project loader / naive PIL loop, per worker: "
+              f"{ips['project loader'] / ips['naive PIL loop']:.2f}x (target >= 1.5x)")  # fmt: skip
     for row in rows:
-        ratio = loader[row["arch"]] / row["train_images_per_s"]
+        feed = loader[row["arch"]]["images_per_s"]["project loader"] * args.workers
+        ratio = feed / row["train_images_per_s"]
         row["loader_to_train_ratio"] = ratio
         print(
-            f"ratio {row['arch']:8s} loader / train step on {row['device']}: {ratio:6.2f} "
-            f"({'keeps up' if ratio >= 1 else 'loader-bound: add workers or CPU cores'})"
+            f"ratio {row['arch']:8s} loader ({args.workers} workers) / train step on "
+            f"{row['device']}: {ratio:6.2f} "
+            f"({'keeps up' if ratio >= 1 else 'loader-bound: add workers, CPU cores or DALI'})"
         )
     if args.json:
-        args.json.write_text(json.dumps({"train": rows, "loader_images_per_s": loader}, indent=2))
+        args.json.write_text(json.dumps({"train": rows, "loader": loader}, indent=2))
     return 0
 
 

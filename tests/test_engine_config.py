@@ -35,7 +35,7 @@ def test_learning_rate_is_halved_after_each_milestone_epoch(tmp_path):
 def test_config_round_trips_through_plain_values():
     c = recipe("toy", arch="accurate", width=0.25, seed=3)
     d = c.to_dict()
-    assert all(isinstance(v, (int, float, str, bool, list)) for v in d.values())
+    assert all(isinstance(v, (int, float, str, bool, list, type(None))) for v in d.values())
     assert TrainConfig.from_dict(d) == c
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -202,3 +203,23 @@ def test_run_killed_while_saving_the_epoch_end_checkpoint_resumes_with_one_epoch
     assert epochs == [0, 1]
     assert _metrics(reference) == _metrics(out)
     _assert_same_tensors(_final_state(reference)["model"], _final_state(out)["model"])
+
+
+def test_a_diverged_run_stops_at_the_epoch_end_and_keeps_its_last_good_checkpoint(tmp_path):
+    """A learning rate far too large sends the loss to NaN: the run stops with an error naming
+    the run, the epoch and the fix, after logging the epoch and before checkpointing it."""
+    from overfeat.engine.train import TrainingDiverged
+
+    out = tmp_path / "run"
+    config = tiny_config(out, epochs=3, lr=1e6, momentum=0.9, checkpoint_every=2)
+    diverged = r"run: training diverged: the loss of epoch 1 is nan.*lower --lr"
+    with pytest.raises(TrainingDiverged, match=diverged):
+        train_classifier(config, train_set=TinyImages(40), val_set=None,
+                         collate_fn=collate_skip_corrupt)  # fmt: skip
+    from overfeat.engine.metrics_log import read_metrics
+
+    epochs = [r for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert len(epochs) == 1 and math.isnan(epochs[0]["train_loss"])
+    # 5 steps per epoch: the mid-epoch checkpoints at steps 2 and 4 exist, the epoch end's not.
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-00000002.pt",
+                                                       "checkpoint-00000004.pt"]  # fmt: skip

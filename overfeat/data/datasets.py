@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from evaluation.annotations import Annotation
 from overfeat.data import readers
-from overfeat.data.decode import CorruptImage, SkipCounter, decode_rgb
+from overfeat.data.decode import CorruptImage, SkipCounter, decode_rgb, decode_uint8
 from overfeat.data.transforms import (
     eval_transform,
     image_to_tensor,
@@ -71,8 +71,13 @@ class ClassificationDataset(Dataset):
     ``classes``: sorted WNIDs (``len(classes)`` = the network's ``num_classes``);
     ``num_skipped``: undecodable files met so far by this process's copy.
 
-    ``dataset[i]`` (or ``dataset[(epoch, i)]``) → ``(image (3, h, w) float32, label)`` or ``None``.
+    ``dataset[i]`` (or ``dataset[(epoch, i)]``) → ``(image (3, h, w) float32, label)`` or ``None``
+    (uint8 for a transform with ``output="uint8"``, decoded by
+    :func:`overfeat.data.decode.decode_uint8`). ``epoch_keys``: ``(epoch, i)`` keys are understood,
+    so persistent loader workers need no ``set_epoch``.
     """
+
+    epoch_keys = True
 
     def __init__(
         self,
@@ -126,8 +131,9 @@ class ClassificationDataset(Dataset):
             index += len(self._labels)
         path, label = os.fsdecode(self._paths[index]), int(self._labels[index])
         short = getattr(self.transform, "resize", None)
+        decode = decode_uint8 if getattr(self.transform, "output", None) == "uint8" else decode_rgb
         try:
-            img = decode_rgb(path, short_side=short if isinstance(short, int) else None)
+            img = decode(path, short_side=short if isinstance(short, int) else None)
         except CorruptImage as err:
             self._skips.skip(err)
             return None
@@ -146,7 +152,7 @@ def collate_skip_corrupt(
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Stack a batch, dropping undecodable samples (``None``).
 
-    Returns ``images (B, 3, h, w)`` float32, ``labels (B,)`` int64 and ``n_skipped``; B may be 0
+    Returns ``images (B, 3, h, w)`` (the samples' dtype), ``labels (B,)`` int64 and ``n_skipped``; B may be 0
     (then ``images`` is ``(0, 3, 0, 0)``), and the caller decides what an empty batch means.
     """
     kept = [b for b in batch if b is not None]

@@ -10,9 +10,12 @@ a count, so a data loader never crashes deep inside a worker on one bad file.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 
+import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
@@ -21,6 +24,7 @@ __all__ = [
     "CorruptImageWarning",
     "SkipCounter",
     "decode_rgb",
+    "decode_uint8",
 ]
 
 # A JPEG may be decoded at 1/2, 1/4 or 1/8 of its size straight from the DCT coefficients
@@ -83,6 +87,65 @@ def decode_rgb(path: str | os.PathLike, short_side: int | None = None) -> Image.
         # PIL reports truncation and bad markers as OSError, some malformed headers as
         # SyntaxError/ValueError.
         raise CorruptImage(path, f"{type(exc).__name__}: {exc}") from None
+
+
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+
+# torchvision 0.29 warns on every decode that its decoders will move to TorchCodec; the warning
+# names no problem of this project's use (one JPEG at a time, on the CPU) and would repeat per
+# image in every loader worker.
+warnings.filterwarnings(
+    "ignore", message="The image decoding and encoding capabilities of TorchVision are deprecated",
+    category=DeprecationWarning,
+)
+
+
+def _fast_jpeg(data: bytes, short_side: int | None) -> torch.Tensor | None:
+    """``data`` decoded by libjpeg-turbo through ``torchvision.io.decode_jpeg``, or ``None``
+    where :func:`decode_rgb` must decide (decision FAST_JPEG_PATH in :func:`decode_uint8`)."""
+    if not (data.startswith(_JPEG_START) and data.endswith(_JPEG_END)):
+        return None  # not a JPEG, or a truncated one, or one with trailing bytes
+    try:
+        with Image.open(io.BytesIO(data)) as header:  # the header only: mode and size
+            mode, size = header.mode, header.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+    if mode not in ("RGB", "L"):
+        return None  # CMYK (Adobe's inverted one included) and YCCK: PIL knows them
+    if short_side is not None and min(size) >= 2 * DRAFT_SHORT_SIDE_FACTOR * short_side:
+        return None  # PIL's draft decodes this one at a reduced scale, faster still
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    try:
+        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                           mode=ImageReadMode.RGB)  # fmt: skip
+    except RuntimeError:
+        return None
+
+
+def decode_uint8(path: str | os.PathLike, short_side: int | None = None) -> torch.Tensor:
+    """:func:`decode_rgb` as a ``(3, H, W)`` uint8 tensor (the training loader's input).
+
+    Decision FAST_JPEG_PATH: a complete baseline RGB or grayscale JPEG (ILSVRC's usual file) is
+    decoded by libjpeg-turbo through ``torchvision.io.decode_jpeg`` (about 1.4x PIL's decode
+    here), into a tensor with no PIL image in between. Every other file, including any the fast
+    path would have to guess about (CMYK, truncated, trailing bytes, large enough for PIL's
+    reduced-scale draft, not a JPEG), goes through :func:`decode_rgb`, which decides and raises
+    :class:`CorruptImage` exactly as before. Both decode the same pixels (libjpeg-turbo with the
+    same IDCT), which the tests check.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise CorruptImage(path, f"{type(exc).__name__}: {exc}") from None
+    if not data:
+        raise CorruptImage(path, "empty file")
+    fast = _fast_jpeg(data, short_side)
+    if fast is not None:
+        return fast
+    pixels = np.asarray(decode_rgb(path, short_side))
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
 
 
 class SkipCounter:

@@ -74,15 +74,20 @@ def save_checkpoint_atomic(state: dict, path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(
-    path: str | os.PathLike, map_location="cpu", required: tuple[str, ...] = REQUIRED_KEYS
+    path: str | os.PathLike,
+    map_location="cpu",
+    required: tuple[str, ...] = REQUIRED_KEYS,
+    mmap: bool = False,
 ) -> dict:
     """Read and check one checkpoint; a clear ``ValueError`` names the file when it is unusable.
 
     ``required``: the keys the checkpoint must hold (a classifier's by default; the regressor
-    runs of ``overfeat.engine.regressor`` name their own)."""
+    runs of ``overfeat.engine.regressor`` name their own). ``mmap``: map the file instead of
+    reading it (copy-on-write), so the processes of one node resuming from one 1.2 GB file share
+    its pages in the page cache instead of each holding a private copy."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # truncated zip, bad pickle, disallowed global, I/O error
         raise ValueError(
             f"{path}: not a readable checkpoint ({type(e).__name__}: {e}); it is probably "

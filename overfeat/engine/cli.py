@@ -80,6 +80,17 @@ def register(subparsers) -> None:
     p.add_argument("--channels-last", choices=("auto", "yes", "no"), default=None)
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.add_argument("--warmup-epochs", type=float, default=None, metavar="E",
+                   help="ramp the learning rate up linearly over the first E epochs (default: 5 "
+                   "when the global batch is above 128, else 0; decision WARMUP)")  # fmt: skip
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="reproducible CUDA kernels (slower); the CPU is deterministic anyway")
+    p.add_argument("--allreduce", choices=("fp32", "bf16"), default=None,
+                   help="gradient all-reduce precision under DDP (default fp32; bf16 halves "
+                   "the traffic and rounds every gradient, decision ALLREDUCE_BF16)")  # fmt: skip
+    p.add_argument("--loader", choices=("pil", "dali"), default=None,
+                   help="training data loader: the project's (default) or NVIDIA DALI "
+                   "(pip install 'overfeat-repro[dali]'; GPU JPEG decoding)")  # fmt: skip
     p.set_defaults(func=_run_classifier)
 
     _register_spatial(what)
@@ -100,7 +111,8 @@ _FIELDS = (
     "data", "out", "arch", "width", "epochs", "batch_size", "lr", "momentum", "weight_decay",
     "dropout", "init", "init_std", "workers", "eval_batch_size", "seed", "checkpoint_every",
     "keep_checkpoints", "log_every", "stop_after_steps", "max_train_samples", "max_val_samples",
-    "compile", "amp", "channels_last", "device", "progress",
+    "compile", "amp", "channels_last", "device", "progress", "warmup_epochs", "deterministic",
+    "allreduce", "loader",
 )  # fmt: skip
 
 
@@ -112,7 +124,7 @@ def build_config(args: argparse.Namespace):
 
 
 def _run_classifier(args: argparse.Namespace) -> int:
-    from overfeat.engine.train import train_classifier
+    from overfeat.engine.train import TrainingDiverged, train_classifier
 
     config = build_config(args)
     if not Path(config.data).is_dir():
@@ -128,7 +140,7 @@ def _run_classifier(args: argparse.Namespace) -> int:
             f.write("overfeat " + shlex.join(sys.argv[1:]) + "\n")
     try:
         result = train_classifier(config, resume=args.resume)
-    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (FileExistsError, FileNotFoundError, ValueError, TrainingDiverged) as exc:
         # Set-up problems (bad --data, an existing run, a changed recipe): one line, no traceback.
         print(f"train classifier: {exc}", file=sys.stderr)
         return 2
@@ -222,6 +234,8 @@ def _spatial_overrides(args: argparse.Namespace, extra: tuple[str, ...]) -> dict
 
 
 def _run_spatial(args: argparse.Namespace, what: str, make_config, train) -> int:
+    from overfeat.engine.train import TrainingDiverged
+
     try:
         config = make_config(args)
         if not Path(config.data).is_dir():
@@ -231,7 +245,7 @@ def _run_spatial(args: argparse.Namespace, what: str, make_config, train) -> int
             )
         result = train(config, resume=args.resume,
                        command="overfeat " + shlex.join(sys.argv[1:]))  # fmt: skip
-    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (FileExistsError, FileNotFoundError, ValueError, TrainingDiverged) as exc:
         # Set-up problems (no checkpoint, no boxes, a mismatch, a changed recipe): one line.
         print(f"train {what}: {exc}", file=sys.stderr)
         return 2

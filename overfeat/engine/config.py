@@ -13,11 +13,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 __all__ = [
+    "KEY_NEUTRAL_DEFAULTS",
+    "LOADERS",
     "PAPER_EPOCHS",
     "RECIPES",
     "TrainConfig",
+    "WARMUP_EPOCHS",
+    "WARMUP_REFERENCE_BATCH",
     "linear_scaled_lr",
     "recipe",
+    "warmup_factor",
 ]
 
 # §3.1 gives the schedule "(30, 50, 60, 70, 80)" but never the number of epochs (FACTS §10).
@@ -35,6 +40,45 @@ def linear_scaled_lr(lr: float, from_batch: int, to_batch: int) -> float:
     return lr * to_batch / from_batch
 
 
+# Decision WARMUP (Goyal et al. 2017, §2.2 "gradual warmup"): the linear scaling rule above is
+# only half of their recipe; the other half starts a large batch at the small batch's rate and
+# ramps linearly to the scaled rate over the first 5 epochs, since the scaled rate on step one
+# (0.4 at batch 1024) diverges or stalls a network that starts from N(0, 1e-2) weights with no
+# normalisation layer. With ``warmup_epochs=None`` (the default) a global batch above
+# WARMUP_REFERENCE_BATCH (§3.1's 128) warms up for WARMUP_EPOCHS epochs, and a batch of 128 or
+# less (the paper's recipe, the toy recipe) does not; ``--warmup-epochs E`` sets it explicitly.
+WARMUP_EPOCHS = 5
+WARMUP_REFERENCE_BATCH = 128
+
+
+def warmup_factor(step: int, warmup_steps: int, batch_size: int) -> float:
+    """Decision WARMUP: the multiplier of the scheduled learning rate at optimizer step ``step``
+    (0-based): ``1/k + (1 − 1/k) · step / warmup_steps`` during warm-up, with ``k = batch_size /
+    WARMUP_REFERENCE_BATCH`` (so step 0 runs at the reference batch's rate), then 1. No warm-up
+    (``warmup_steps = 0``) or ``k <= 1`` gives 1 throughout."""
+    k = batch_size / WARMUP_REFERENCE_BATCH
+    if warmup_steps <= 0 or step >= warmup_steps or k <= 1:
+        return 1.0
+    return 1.0 / k + (1.0 - 1.0 / k) * step / warmup_steps
+
+
+# The training loaders: "pil", the project's own (overfeat.data, PIL decode in worker
+# processes); "dali", NVIDIA DALI (overfeat.data.dali, GPU JPEG decoding; extra
+# overfeat-repro[dali]).
+LOADERS = ("pil", "dali")
+
+# Settings added after runs were cached, at the values that compute what those runs computed:
+# the cache key of a trained run (overfeat.reproduce.networks.config_key) leaves them out at
+# these values, so adding a setting does not retrain every cached network (decision
+# KEY_NEUTRAL_DEFAULTS).
+KEY_NEUTRAL_DEFAULTS: dict[str, object] = {
+    "warmup_epochs": None,
+    "deterministic": False,
+    "allreduce": "fp32",
+    "loader": "pil",
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every setting of one classification training run (defaults: the paper's recipe, §3.1).
@@ -45,6 +89,11 @@ class TrainConfig:
     ``init_std`` is the N(0, σ²) weight initialisation; ``init="he"`` replaces it per layer by
     σ = sqrt(2 / fan_in) (the toy recipe). ``checkpoint_every`` counts optimizer steps (0: only
     at epoch ends). ``stop_after_steps`` ends the run early, as a preemption would (0: never).
+    ``warmup_epochs``: decision WARMUP (``None``: 5 epochs when ``batch_size`` > 128, else 0).
+    ``deterministic``: reproducible CUDA kernels (cuDNN deterministic, deterministic algorithms;
+    otherwise ``cudnn.benchmark``); the CPU is deterministic either way. ``allreduce``: the
+    gradient all-reduce's precision under DDP, ``"fp32"`` or ``"bf16"`` (DDP's bf16 compression
+    hook: half the bytes, gradients rounded to bf16 before averaging). ``loader``: :data:`LOADERS`.
     """
 
     data: str = ""
@@ -76,6 +125,10 @@ class TrainConfig:
     channels_last: str = "auto"  # "auto": on CUDA only; "yes"; "no"
     device: str = "auto"  # "auto": cuda:LOCAL_RANK when available, else cpu
     progress: bool = True
+    warmup_epochs: float | None = None
+    deterministic: bool = False
+    allreduce: str = "fp32"
+    loader: str = "pil"
 
     def __post_init__(self):
         checks = {
@@ -89,6 +142,9 @@ class TrainConfig:
             "width": self.width > 0,
             "dropout": 0.0 <= self.dropout < 1.0,
             "lr_milestones": list(self.lr_milestones) == sorted(self.lr_milestones),
+            "warmup_epochs": self.warmup_epochs is None or self.warmup_epochs >= 0,
+            "allreduce": self.allreduce in ("fp32", "bf16"),
+            "loader": self.loader in LOADERS,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -100,6 +156,13 @@ class TrainConfig:
         d = asdict(self)
         d["lr_milestones"] = list(self.lr_milestones)
         return d
+
+    @property
+    def warmup(self) -> float:
+        """Epochs of warm-up this run takes (decision WARMUP)."""
+        if self.warmup_epochs is not None:
+            return float(self.warmup_epochs)
+        return float(WARMUP_EPOCHS) if self.batch_size > WARMUP_REFERENCE_BATCH else 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

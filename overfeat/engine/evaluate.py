@@ -115,9 +115,17 @@ def use_channels_last(config: TrainConfig, device: torch.device) -> bool:
     )
 
 
-def to_device(images, labels, device, channels_last: bool):
-    """``images: (N, 3, H, W)``, ``labels: (N,)`` onto ``device`` (overlapping the copy)."""
+def to_device(images, labels, device, channels_last: bool, normalization=None):
+    """``images: (N, 3, H, W)``, ``labels: (N,)`` onto ``device`` (overlapping the copy).
+
+    uint8 images (the training loader's, decision UINT8_BATCHES) are normalised there with
+    ``normalization`` (:class:`overfeat.data.transforms.Normalization`; default the release's),
+    so the host copies a quarter of the bytes and the float work runs on the device."""
     images = images.to(device, non_blocking=True)
+    if images.dtype == torch.uint8:
+        from overfeat.data.transforms import DEFAULT_NORMALIZATION, NORMALIZATIONS, normalize_uint8
+
+        images = normalize_uint8(images, normalization or NORMALIZATIONS[DEFAULT_NORMALIZATION])
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     return images, labels.to(device, non_blocking=True)
@@ -150,11 +158,12 @@ def evaluate(
     )
     meters = ErrorMeters(env.device)
     cl = use_channels_last(config, env.device)
+    norm = getattr(getattr(dataset, "transform", None), "normalization", None)
     for images, labels, skipped in loader:
         if labels.numel() == 0:
             meters.sums[4] += skipped
             continue
-        images, labels = to_device(images, labels, env.device, cl)
+        images, labels = to_device(images, labels, env.device, cl, norm)
         with autocast_for(config, env.device):
             logits = class_scores(model, images).float()
         loss_sum = F.cross_entropy(logits, labels, reduction="sum")

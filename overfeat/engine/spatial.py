@@ -65,6 +65,7 @@ from overfeat.engine.train import (
     _images_per_process,
     _progress_bar,
     _resolve_resume,
+    check_converging,
     step_seed,
 )
 
@@ -480,6 +481,7 @@ def _train(task_cls, config: SpatialConfig, resume, env: DistEnv, command) -> di
             "seconds": time.perf_counter() - t0,
         }
         log.write(record)
+        check_converging(record["train_loss"], out, epoch, lr)
         sums.zero_()
         save(epoch + 1, 0, global_step)
         result = {"status": "finished", **record}

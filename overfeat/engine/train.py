@@ -44,7 +44,7 @@ from overfeat.engine.checkpoint import (
     prune_checkpoints,
     save_checkpoint_atomic,
 )
-from overfeat.engine.config import TrainConfig
+from overfeat.engine.config import TrainConfig, warmup_factor
 from overfeat.engine.distributed import (
     DistEnv,
     all_reduce_sum,
@@ -66,22 +66,33 @@ from overfeat.engine.sampler import ShardedTrainSampler, epoch_permutation
 from overfeat.models import ARCHS, OverFeat, build_model
 
 __all__ = [
+    "EXACT_RESUMABLE_CHANGES",
     "RESUMABLE_CHANGES",
     "TIMING_KEYS",
+    "TrainingDiverged",
+    "check_converging",
     "evaluate",
     "he_initialisation",
     "step_seed",
     "train_classifier",
 ]
 
-# Settings that may differ between a checkpoint and the run resuming it: they change where and
-# how fast the run goes, never the numbers it computes (``epochs`` may be extended).
-RESUMABLE_CHANGES = frozenset(
+# Settings that may differ between a checkpoint and the run resuming it. EXACT_RESUMABLE_CHANGES
+# change where and how fast the run goes, never the numbers it computes (``epochs`` may be
+# extended); with them a resumed run retraces the uninterrupted one bit for bit. The others
+# are allowed because a run must be able to move (another GPU, torch.compile on, a faster
+# loader), but they change the arithmetic: a resumed run then follows the uninterrupted one up to
+# float rounding (``device``, ``compile``, ``deterministic``, ``allreduce``) or up to the resize
+# filter's pixel values (``loader``), and the trajectories drift apart from there.
+EXACT_RESUMABLE_CHANGES = frozenset(
     {
         "data", "out", "epochs", "workers", "eval_batch_size", "checkpoint_every",
-        "keep_checkpoints", "log_every", "stop_after_steps", "compile", "device", "progress",
+        "keep_checkpoints", "log_every", "stop_after_steps", "progress",
     }
 )  # fmt: skip
+RESUMABLE_CHANGES = EXACT_RESUMABLE_CHANGES | {
+    "compile", "device", "deterministic", "allreduce", "loader",
+}
 
 # Metrics-log fields that measure wall-clock time; everything else in the log is exact.
 TIMING_KEYS = frozenset({"seconds", "images_per_second"})
@@ -106,6 +117,29 @@ def he_initialisation(model: nn.Module, last_std: float = 1e-2) -> None:
         std = last_std if i == len(convs) - 1 else math.sqrt(2.0 / fan_in)
         nn.init.normal_(m.weight, 0.0, std)
         nn.init.zeros_(m.bias)
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss of an epoch was not finite: the weights are lost, and every later step
+    would only compute NaN (the message names the run, the epoch and the fix)."""
+
+
+def check_converging(loss: float, out, epoch: int, lr: float) -> None:
+    """Stop a run whose epoch ``loss`` is NaN or infinite, after its epoch record is logged and
+    before its end-of-epoch checkpoint is written, so ``--resume auto`` finds the last good one.
+
+    Decision DIVERGENCE_STOPS_THE_RUN: checked once per epoch on the reduced loss every process
+    already holds (all stop together, no extra synchronisation per step); a run that diverged
+    mid-epoch wastes at most the rest of that epoch, where carrying on would waste every epoch
+    left and write checkpoints of NaN weights.
+    """
+    if not math.isfinite(loss):
+        raise TrainingDiverged(
+            f"{out}: training diverged: the loss of epoch {epoch + 1} is {loss} at lr {lr:g}; "
+            "the checkpoints written before this epoch are intact. Train again with a lower "
+            "--lr (a third of it is a start), in a new --out folder or with --resume auto "
+            "after deleting the checkpoints of this epoch"
+        )
 
 
 def _images_per_process(local_images: int, env: DistEnv, like: torch.Tensor) -> torch.Tensor:
@@ -136,6 +170,8 @@ class _Subset(Dataset):
         self.dataset = dataset
         self.indices = epoch_permutation(len(dataset), seed, -1)[:size].sort().values.tolist()
         self.classes = dataset.classes
+        self.transform = getattr(dataset, "transform", None)
+        self.epoch_keys = getattr(dataset, "epoch_keys", False)
 
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.dataset, "set_epoch"):
@@ -145,20 +181,31 @@ class _Subset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i):
+        if isinstance(i, tuple):  # (epoch, index): see _EpochKeys
+            return self.dataset[(i[0], self.indices[i[1]])]
         return self.dataset[self.indices[i]]
 
 
-def _open_datasets(config: TrainConfig):
-    """The §3.1 training views (random crop + flip) and the centre-crop validation views."""
-    from overfeat.data import eval_transform, open_classification, train_transform
+# Decision UINT8_BATCHES: the training and validation loaders' workers return uint8 crops, and
+# normalisation (and the float conversion) happens on the device (evaluate.to_device): a quarter
+# of the bytes through shared memory and the pinned copy (160 KB per 231x231 image instead of
+# 640 KB; about 10 GB less shared memory on an 8-rank node with the default prefetch), and the
+# float arithmetic where it is cheapest. The normalisation is the float transforms' arithmetic,
+# the same bits on the CPU; the resize is torch's (decision RESIZE_UINT8 in overfeat.data.transforms).
+def _open_datasets(config: TrainConfig, env: DistEnv):
+    """The §3.1 training views (random crop + flip) and the centre-crop validation views, as uint8
+    crops (decision UINT8_BATCHES), over the run's sample index (SAMPLE_INDEX_PER_RUN)."""
+    from overfeat.data import ClassificationDataset, eval_transform, train_transform
+    from overfeat.engine.index import sample_index
 
     root = Path(config.data)
     if not root.is_dir():
         raise FileNotFoundError(f"--data {root}: no such directory; pass an ILSVRC-layout root")
-    train = open_classification(
-        root, split="train", transform=train_transform(config.arch), seed=config.seed
-    )
-    val = open_classification(root, split="val", transform=eval_transform(config.arch))
+    samples, classes = sample_index(root, "train", config.out, env)
+    train = ClassificationDataset(samples, classes, train_transform(config.arch, output="uint8"),
+                                  seed=config.seed)  # fmt: skip
+    samples, val_classes = sample_index(root, "val", config.out, env)
+    val = ClassificationDataset(samples, val_classes, eval_transform(config.arch, output="uint8"))
     return train, val
 
 
@@ -168,8 +215,126 @@ def _default_collate():
     return collate_skip_corrupt
 
 
+class _EpochKeys(torch.utils.data.Sampler):
+    """A :class:`ShardedTrainSampler`'s indices as ``(epoch, index)`` keys, so loader workers
+    that live across epochs (persistent workers) draw each epoch's crops without being told the
+    epoch (the datasets key their random draws on (seed, epoch, index))."""
+
+    def __init__(self, sampler: ShardedTrainSampler):
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        epoch = self.sampler.epoch
+        return ((epoch, i) for i in self.sampler)
+
+
+# Decision LOADER_WORKERS_PERSIST: the training loader is built once per run with persistent
+# workers, pinned memory on CUDA and PREFETCH_BATCHES batches in flight per worker; the epoch
+# reaches the workers in each sample's key (_EpochKeys). Rebuilding it every epoch restarted
+# every worker (and re-forked the dataset) 90 times per run.
+PREFETCH_BATCHES = 4
+
+
+def _make_loader(train_set, sampler, config: TrainConfig, env: DistEnv, collate_fn):
+    """The training loader ``config.loader`` names: the project's (:func:`_train_loader`), or
+    DALI's (:class:`overfeat.data.dali.DaliTrainLoader`) when it can run here; otherwise a
+    warning says why and the project's runs."""
+    if config.loader == "dali":
+        from overfeat.data.dali import DaliTrainLoader, dali_unavailable
+
+        from overfeat.data import ClassificationDataset
+
+        why = dali_unavailable()
+        transform = getattr(train_set, "transform", None)
+        if why is None and not (isinstance(train_set, ClassificationDataset)
+                                and getattr(transform, "output", None) == "uint8"):  # fmt: skip
+            why = ("it reads the project's own data sets (--data, without --max-train-samples), "
+                   "not a dataset passed in")  # fmt: skip
+        if why is None:
+            threads = max(1, config.workers)
+            return DaliTrainLoader(train_set, transform, sampler, env.device, threads=threads)
+        if env.is_main:
+            warnings.warn(f"--loader dali: {why}; the default loader runs", stacklevel=3)
+    return _train_loader(train_set, sampler, config, env, collate_fn)
+
+
+def _train_loader(train_set, sampler, config: TrainConfig, env: DistEnv, collate_fn):
+    workers = loader_workers(config.workers)
+    keyed = getattr(train_set, "epoch_keys", False)
+    return DataLoader(
+        train_set,
+        batch_size=sampler.local_batch,
+        sampler=_EpochKeys(sampler) if keyed else sampler,
+        num_workers=workers,
+        collate_fn=collate_fn,
+        pin_memory=env.device.type == "cuda",
+        persistent_workers=keyed and workers > 0,
+        prefetch_factor=PREFETCH_BATCHES if workers > 0 else None,
+    )
+
+
+class determinism:
+    """Decision DETERMINISTIC_CUDA: ``deterministic=True`` makes CUDA training reproducible run
+    to run (cuDNN's deterministic algorithms, ``torch.use_deterministic_algorithms``, cuBLAS's
+    fixed workspace); otherwise cuDNN benchmarks its algorithms for the run's fixed shapes
+    (``cudnn.benchmark``), faster and not reproducible bit for bit. The CPU computes the same
+    bits either way. Settings are restored on exit (tests run many trainings in one process)."""
+
+    def __init__(self, deterministic: bool, device: torch.device):
+        self.deterministic = deterministic
+        self.cuda = device.type == "cuda"
+
+    def __enter__(self):
+        cudnn = torch.backends.cudnn
+        self.saved = (cudnn.deterministic, cudnn.benchmark,
+                      torch.are_deterministic_algorithms_enabled(),
+                      os.environ.get("CUBLAS_WORKSPACE_CONFIG"))  # fmt: skip
+        if self.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            cudnn.deterministic, cudnn.benchmark = True, False
+            torch.use_deterministic_algorithms(True)
+        elif self.cuda:
+            cudnn.benchmark = True
+        return self
+
+    def __exit__(self, *exc):
+        cudnn = torch.backends.cudnn
+        cudnn.deterministic, cudnn.benchmark, algorithms, workspace = self.saved
+        torch.use_deterministic_algorithms(algorithms)
+        if workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        return False
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def _bf16_allreduce(net: nn.Module, config: TrainConfig, env: DistEnv) -> None:
+    """Decision ALLREDUCE_BF16 (``--allreduce bf16``, off by default): DDP's bf16 compression hook
+    rounds each gradient bucket to bf16 before the all-reduce and back after it, halving the
+    bytes on the wire (584 MB → 292 MB per step for the full-width accurate network). The
+    average of W rounded gradients differs from the fp32 average by bf16's relative precision
+    (2^-8) of each gradient, on every step: a numerical change to the recipe, worth it only
+    where the network, not the GPU, is the bottleneck (multi-node)."""
+    if config.allreduce != "bf16":
+        return
+    if not env.distributed:
+        warnings.warn("--allreduce bf16 has no effect in a one-process run", stacklevel=3)
+        return
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+    net.register_comm_hook(None, default_hooks.bf16_compress_hook)
+
+
 def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
     current = config.to_dict()
+    # A checkpoint written before a setting existed ran at its default.
+    saved = TrainConfig.from_dict(saved).to_dict()
     diff = [
         f"{k}: checkpoint {saved.get(k)!r} vs now {current[k]!r}"
         for k in current
@@ -211,7 +376,7 @@ def _resolve_resume(
     if path is None:
         return None
     if state is None:
-        state = load_checkpoint(path, map_location="cpu", required=required)
+        state = load_checkpoint(path, map_location="cpu", required=required, mmap=True)
     return state | {"_path": path}
 
 
@@ -233,7 +398,8 @@ def train_classifier(
     own_env = env is None
     env = env or init_distributed(config.device)
     try:
-        result = _train(config, resume, train_set, val_set, collate_fn, env)
+        with determinism(config.deterministic, env.device):
+            result = _train(config, resume, train_set, val_set, collate_fn, env)
     except BaseException:
         if own_env:
             # No barrier: the peers may never reach one; exiting lets torchrun stop them.
@@ -248,7 +414,7 @@ def _train(config, resume, train_set, val_set, collate_fn, env: DistEnv) -> dict
     out = Path(config.out)
     input_size = ARCHS[config.arch].input_size
     if train_set is None:
-        train_set, val_set = _open_datasets(config)
+        train_set, val_set = _open_datasets(config, env)
     collate_fn = collate_fn or _default_collate()
     if config.max_train_samples and config.max_train_samples < len(train_set):
         train_set = _Subset(train_set, config.max_train_samples, config.seed)
@@ -291,14 +457,20 @@ def _train(config, resume, train_set, val_set, collate_fn, env: DistEnv) -> dict
         scheduler.load_state_dict(state["scheduler"])
         progress = {k: int(state["progress"][k]) for k in progress}
         meters.load(state["meters"], env)
+    state = None  # the checkpoint (1.2 GB at full width) is in the network and optimizer now
 
     net: nn.Module = model
     if env.distributed:
         net = DistributedDataParallel(
             model, device_ids=[env.device.index] if env.device.type == "cuda" else None
         )
+    _bf16_allreduce(net, config, env)
+    eval_net: nn.Module = model
     if config.compile:
         net = torch.compile(net)
+        # Validation runs the compiled network too, outside DDP: each process's shard has its
+        # own length (ExactEvalSampler), so no collective may run per forward.
+        eval_net = torch.compile(model)
 
     sampler = ShardedTrainSampler(
         len(train_set), config.batch_size, env.world_size, env.rank, config.seed
@@ -339,6 +511,9 @@ def _train(config, resume, train_set, val_set, collate_fn, env: DistEnv) -> dict
         prune_checkpoints(out, config.keep_checkpoints)
 
     eval_batch = config.eval_batch_size or sampler.local_batch
+    loader = _make_loader(train_set, sampler, config, env, collate_fn)
+    norm = getattr(getattr(train_set, "transform", None), "normalization", None)
+    warmup_steps = round(config.warmup * sampler.steps_per_epoch)
     global_step = progress["global_step"]
     result: dict = {"status": "finished", "global_step": global_step}  # already complete
     for epoch in range(progress["epoch"], config.epochs):
@@ -347,16 +522,9 @@ def _train(config, resume, train_set, val_set, collate_fn, env: DistEnv) -> dict
             meters = ErrorMeters(env.device)
         sampler.set_epoch(epoch, start)
         if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
-        # A fresh loader each epoch: worker processes then see the dataset's new epoch.
-        loader = DataLoader(
-            train_set,
-            batch_size=sampler.local_batch,
-            sampler=sampler,
-            num_workers=loader_workers(config.workers),
-            collate_fn=collate_fn,
-            pin_memory=env.device.type == "cuda",
-        )
+            train_set.set_epoch(epoch)  # for datasets without epoch keys (non-persistent workers)
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch, start)
         net.train()
         t0 = time.perf_counter()
         seen = 0
@@ -370,7 +538,11 @@ def _train(config, resume, train_set, val_set, collate_fn, env: DistEnv) -> dict
                 # zero-image batch still runs forward and backward (zero gradient), so DDP's
                 # all-reduce matches on every process and the step count stays the schedule's.
                 images = images.new_zeros(0, 3, input_size, input_size)
-            images, labels = to_device(images, labels, env.device, cl)
+            images, labels = to_device(images, labels, env.device, cl, norm)
+            if warmup_steps:
+                # Decision WARMUP: a pure function of the step, so a resume is exact.
+                factor = warmup_factor(global_step, warmup_steps, config.batch_size)
+                _set_lr(optimizer, scheduler.get_last_lr()[0] * factor)
             with autocast_for(config, env.device):
                 logits = class_scores(net, images).float()
             # The mean cross-entropy over the images of the whole global batch that decoded, and
@@ -410,6 +582,9 @@ def _train(config, resume, train_set, val_set, collate_fn, env: DistEnv) -> dict
         if bar is not None:
             bar.close()
         train_sums = meters.reduced(env)
+        if warmup_steps:
+            # The milestone schedule multiplies the group's rate: hand it back the unwarmed one.
+            _set_lr(optimizer, scheduler.get_last_lr()[0])
         lr = optimizer.param_groups[0]["lr"]
         with warnings.catch_warnings():
             # Resumed from a checkpoint at this epoch's last step, this process took no optimizer
@@ -420,7 +595,7 @@ def _train(config, resume, train_set, val_set, collate_fn, env: DistEnv) -> dict
         record = {"kind": "epoch", "epoch": epoch, "global_step": global_step, "lr": lr}
         record |= summarize(train_sums, "train")
         if val_set is not None:
-            record |= evaluate(model, val_set, config, env, eval_batch, collate_fn)
+            record |= evaluate(eval_net, val_set, config, env, eval_batch, collate_fn)
         record["seconds"] = time.perf_counter() - t0
         log.write(record)
         if env.is_main and (record["train_skipped"] or record.get("val_skipped")):
@@ -429,6 +604,7 @@ def _train(config, resume, train_set, val_set, collate_fn, env: DistEnv) -> dict
                 f"{record.get('val_skipped', 0)} validation images that could not be decoded",
                 stacklevel=2,
             )
+        check_converging(record["train_loss"], out, epoch, lr)
         meters = ErrorMeters(env.device)
         save(epoch + 1, 0, global_step)
         result = {"status": "finished", **record}

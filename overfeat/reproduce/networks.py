@@ -200,10 +200,15 @@ def train_config(data: str | Path, arch: str, member: int, train_args: Sequence[
 def config_key(config) -> str:
     """A short hash of every setting of a training run (classifier, regressor or detector) that
     changes the trained weights: the cache key of runs trained by the reproductions."""
+    from overfeat.engine.config import KEY_NEUTRAL_DEFAULTS
+
     d = config.to_dict()
     for k in ("out", "data", "workers", "progress", "log_every", "checkpoint_every",
               "keep_checkpoints", "stop_after_steps", "eval_batch_size", "device"):  # fmt: skip
         d.pop(k, None)
+    for k, neutral in KEY_NEUTRAL_DEFAULTS.items():
+        if k in d and d[k] == neutral:
+            del d[k]
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
