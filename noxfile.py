@@ -111,6 +111,14 @@ def reproduce_detection(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def reproduce_all(session: nox.Session) -> None:
+    """Every artifact in one run (Tables 4, 5, 2, Figure 9, detection) and the reports/README.md
+    index: ``nox -s reproduce_all [-- --data DIR --train ...]``; with no arguments, the embedded
+    default of each."""
+    _reproduce(session, "all")
+
+
+@nox.session(python=False)
 def reproduce_table4(session: nox.Session) -> None:
     """Table 4: parameters and connections from the layer arithmetic, beside the paper's."""
     _reproduce(session, "table4")

@@ -509,7 +509,7 @@ def readme_blocks(reports: str | Path) -> dict[str, str]:
     if gate.is_file():  # the regression gate's last table, as its run rendered it
         text = gate.read_text(encoding="utf-8").splitlines()
         blocks["regression"] = "\n".join(
-            [ln for ln in text if ln.startswith("`overfeat regression`")]
+            [ln for ln in text if ln.startswith("`overfeat regression")]
             + [""]
             + [ln for ln in text if ln.startswith("|")]
         )

@@ -136,11 +136,13 @@ class DetectionProtocol:
 
 class Detections(NamedTuple):
     """One image's detections, most confident first: ``classes (D,)`` int64 object-class indices,
-    ``boxes (D, 4)`` float64 in the original image, ``scores (D,)`` float64 confidences."""
+    ``boxes (D, 4)`` float64 in the original image, ``scores (D,)`` float64 confidences;
+    ``merged``: how many boxes the per-class merge produced before the ``max_per_image`` cut."""
 
     classes: np.ndarray
     boxes: np.ndarray
     scores: np.ndarray
+    merged: int = 0
 
     @staticmethod
     def empty() -> Detections:
@@ -225,7 +227,8 @@ def detect(
     out = []
     for c in detection_candidates(model, background, regressor, images, protocol):
         merged = merge_per_class(c, protocol.merge_threshold)
-        out.append(_most_confident(*merged, protocol.max_per_image))
+        kept = _most_confident(*merged, protocol.max_per_image)
+        out.append(kept._replace(merged=len(merged[0])))
     return out
 
 
@@ -243,6 +246,11 @@ class DetectionResult:
     decoded: np.ndarray
     image_sizes: np.ndarray
     seconds: float = 0.0
+
+    @property
+    def merged(self) -> np.ndarray:
+        """``(N,)`` int64: boxes each image's merge produced (:attr:`Detections.merged`)."""
+        return np.array([d.merged for d in self.detections], dtype=np.int64)
 
     @property
     def skipped(self) -> int:

@@ -415,11 +415,13 @@ def candidate_boxes(
 class Localization(NamedTuple):
     """One image's guesses, best first: ``labels (G,)`` int64 (``NO_GUESS`` where none),
     ``boxes (G, 4)`` float64 in the original image (zeros where none), ``scores (G,)`` float64
-    (NaN where none); G = :data:`GUESSES`."""
+    (NaN where none); G = :data:`GUESSES`; ``merged``: how many boxes the per-class merge
+    produced over all classes (0 where no merge ran: the whole-image and centred-crop views)."""
 
     labels: np.ndarray
     boxes: np.ndarray
     scores: np.ndarray
+    merged: int = 0
 
 
 def merge_per_class(
@@ -585,7 +587,8 @@ def localize(
         return image_predictions(model, images, protocol, guesses)
     out = []
     for c in candidate_boxes(model, regressor, images, protocol):
-        out.append(top_predictions(*merge_per_class(c, protocol.merge_threshold), guesses))
+        merged = merge_per_class(c, protocol.merge_threshold)
+        out.append(top_predictions(*merged, guesses)._replace(merged=len(merged[0])))
     return out
 
 
@@ -660,7 +663,8 @@ class LocalizationResult:
     none, and on every guess of an undecodable image); ``boxes (N, 5, 4)`` int64 inclusive pixel
     boxes of the original images (PIXEL_BOX_ROUNDING); ``scores (N, 5)`` float64 accumulated
     scores (NaN where none); ``decoded (N,)`` bool; ``image_sizes (N, 2)`` (rows, cols), 0 when
-    not decoded; ``seconds``: wall-clock of the pass.
+    not decoded; ``seconds``: wall-clock of the pass; ``merged (N,)`` int64: boxes each image's
+    merge produced (:attr:`Localization.merged`).
     """
 
     names: tuple[str, ...]
@@ -670,6 +674,7 @@ class LocalizationResult:
     decoded: np.ndarray
     image_sizes: np.ndarray
     seconds: float = 0.0
+    merged: np.ndarray | None = None
 
     @property
     def skipped(self) -> int:
@@ -704,6 +709,7 @@ def localize_dataset(
     scores = np.full((n, guesses), np.nan)
     decoded = np.zeros(n, dtype=bool)
     sizes = np.zeros((n, 2), dtype=np.int64)
+    merged = np.zeros(n, dtype=np.int64)
     loader = DataLoader(
         ValidationImages(samples),
         batch_size=options.batch_size,
@@ -728,12 +734,13 @@ def localize_dataset(
                 decoded[i] = True
                 labels[i] = loc.labels
                 scores[i] = loc.scores
+                merged[i] = loc.merged
                 kept = loc.labels != NO_GUESS
                 boxes[i][kept] = to_pixel_boxes(torch.from_numpy(loc.boxes[kept]), size).numpy()
     bar.close()
     names = tuple(Path(p).stem for p, _ in samples)
     return LocalizationResult(
-        names, labels, boxes, scores, decoded, sizes, time.perf_counter() - start
+        names, labels, boxes, scores, decoded, sizes, time.perf_counter() - start, merged
     )
 
 

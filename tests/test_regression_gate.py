@@ -13,6 +13,7 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import ROOT
 
@@ -20,15 +21,21 @@ import evaluation.clsloc
 import overfeat.data.readers
 import overfeat.dense
 import overfeat.engine.config
+import overfeat.localize
 import overfeat.scales
 from overfeat.gate import GateConfig, run_gate
 from overfeat.gate.baselines import judge, measured_tolerance
-from overfeat.gate.config import SYNTHETIC
+from overfeat.gate.config import DET_SYNTHETIC, LOC_REAL, SYNTHETIC, SYNTHETIC_DATA
 from overfeat.gate.run import HOW_TO_POINT
+from overfeat.gate.spatial import best_overlap
+from overfeat.gate.trained import synthetic_data
+from overfeat.merge import MergeResult
 
 COMMITTED = ROOT / "reports" / "baselines"
 PRETRAINED_IMAGES = 40  # the first 40 of ilsvrc2012-val-mini: enough for several IoU cases
 SYNTHETIC_IMAGES = 20
+LOC_IMAGES = 20  # boxed synthetic validation images localized by the small loc-real suite
+DET_IMAGES = 15  # synthetic DET validation images of the small det-synthetic suite
 
 
 @dataclass
@@ -57,12 +64,40 @@ def _clean_gate(tmp: Path, config: GateConfig) -> Gate:
 
 
 @pytest.fixture(scope="module")
-def synthetic_gate(tmp_path_factory) -> Gate:
+def gate_cache(tmp_path_factory) -> Path:
+    """One cache for the synthetic, localization and detection gates of this module: the
+    synthetic set and its classifier are written and trained once (the gate caches trained
+    networks by configuration; evaluation files live per suite)."""
+    return tmp_path_factory.mktemp("gate-cache")
+
+
+@pytest.fixture(scope="module")
+def synthetic_gate(tmp_path_factory, gate_cache) -> Gate:
     """The committed synthetic suite's training (18 steps); its single-scale rows on 20
     validation images (every fault below shows at one scale: T2-4 would only add time)."""
     tmp = tmp_path_factory.mktemp("gate-synthetic")
     suite = replace(SYNTHETIC, rows=("T2-2", "T2-3"), val_limit=SYNTHETIC_IMAGES)
-    config = GateConfig(suites=("synthetic",), cache=tmp / "cache", synthetic=suite)
+    config = GateConfig(suites=("synthetic",), cache=gate_cache, synthetic=suite)
+    return _clean_gate(tmp, config)
+
+
+@pytest.fixture(scope="module")
+def loc_gate(tmp_path_factory, gate_cache) -> Gate:
+    """The loc-real suite pointed (``--subset``) at the synthetic suite's set and classifier:
+    its SCR regressor as committed, its 1-scale row on the first 20 boxed validation images."""
+    tmp = tmp_path_factory.mktemp("gate-loc")
+    data = synthetic_data(gate_cache, SYNTHETIC_DATA)
+    config = GateConfig(suites=("loc-real",), cache=gate_cache, subset=data, train_real=SYNTHETIC,
+                        loc_real=replace(LOC_REAL, rows=("F9-4",), val_limit=LOC_IMAGES))  # fmt: skip
+    return _clean_gate(tmp, config)
+
+
+@pytest.fixture(scope="module")
+def det_gate(tmp_path_factory, gate_cache) -> Gate:
+    """The committed det-synthetic suite's networks on its first 15 DET validation images."""
+    tmp = tmp_path_factory.mktemp("gate-det")
+    config = GateConfig(suites=("det-synthetic",), cache=gate_cache,
+                        det_synthetic=replace(DET_SYNTHETIC, val_limit=DET_IMAGES))  # fmt: skip
     return _clean_gate(tmp, config)
 
 
@@ -101,6 +136,14 @@ def test_clean_rerun_of_pretrained_suite_passes(pretrained_gate):
     outcome = pretrained_gate.run()
     assert outcome.exit_code == 0, outcome.printed
     assert {r.status for r in outcome.rows} == {"ok"}
+
+
+@pytest.mark.slow
+def test_clean_reruns_of_localization_and_detection_suites_pass(loc_gate, det_gate):
+    for gate in (loc_gate, det_gate):
+        outcome = gate.run()
+        assert outcome.exit_code == 0, outcome.printed
+        assert {r.status for r in outcome.rows} == {"ok"}
 
 
 # ----------------------------------------------------------------------------- injected faults
@@ -187,7 +230,62 @@ def test_iou_threshold_raised_to_0_7_fails_localization_only(pretrained_gate, mo
     }  # fmt: skip
 
 
+def _never_merges(boxes, scores, threshold=None) -> MergeResult:
+    """A greedy merge whose loop never finds a pair: every box stays its own cluster."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return MergeResult(boxes.copy(), np.asarray(scores, dtype=np.float64).copy(),
+                       np.arange(len(boxes)))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_merge_that_never_merges_fails_localization_and_detection(loc_gate, det_gate,
+                                                                  monkeypatch):  # fmt: skip
+    monkeypatch.setattr(overfeat.localize, "greedy_merge", _never_merges)
+    outcome = loc_gate.run()
+    _assert_names(outcome, "loc-real", "F9-4 merged boxes per image")
+    row = next(r for r in outcome.rows if r.metric == "F9-4 merged boxes per image")
+    assert row.status == "REGRESSED" and row.now > 2 * row.baseline  # every window's box kept
+    # The merge runs at inference only: the trained regressor is untouched.
+    assert "SCR regressor train loss, last epoch" not in _failed(outcome, "loc-real")
+    outcome = det_gate.run()
+    _assert_names(outcome, "det-synthetic", "merged boxes per image")
+    row = next(r for r in outcome.rows if r.metric == "merged boxes per image")
+    assert row.status == "REGRESSED" and row.now > 2 * row.baseline
+    assert not {m for m in _failed(outcome, "det-synthetic") if "train loss" in m}
+
+
+@pytest.mark.slow
+def test_boxes_decoded_with_the_coarse_stride_fail_localization_and_detection(
+    loc_gate, det_gate, monkeypatch
+):
+    original = overfeat.dense.output_stride
+
+    def doubled(spec, offsets="fine"):  # fine outputs placed at the coarse stride (16 → 32)
+        return 2 * original(spec, offsets)
+
+    monkeypatch.setattr(overfeat.dense, "output_stride", doubled)
+    outcome = loc_gate.run()
+    # Moved boxes: the first guess overlaps the truth differently (on the synthetic set's large
+    # objects, wider-spread windows can even overlap more: CHANGED, which fails too).
+    _assert_names(outcome, "loc-real", "F9-4 first-guess IoU")
+    assert "SCR regressor train loss, last epoch" not in _failed(outcome, "loc-real")
+    outcome = det_gate.run()
+    # Windows placed twice as far apart land on boxes that no longer agree: fewer of them merge.
+    _assert_names(outcome, "det-synthetic", "merged boxes per image")
+    assert not {m for m in _failed(outcome, "det-synthetic") if "train loss" in m}
+
+
 # ----------------------------------------------------------------------------- the rule itself
+
+
+def test_best_overlap_is_the_hand_worked_iou_of_the_nearest_box():
+    truth = np.array([[0, 0, 9, 9], [100, 100, 109, 109]])
+    boxes = np.array([[5, 0, 14, 9], [0, 0, 9, 9], [50, 50, 59, 59]])
+    # Box 1 equals truth 0 (IoU 1); nothing overlaps truth 1 (0, not the devkit's -1).
+    assert best_overlap(boxes, truth).tolist() == [1.0, 0.0]
+    # Half-shifted 10x10 boxes: intersection 5x10 = 50, union 150 (inclusive widths).
+    assert best_overlap(boxes[:1], truth[:1])[0] == pytest.approx(50 / 150)
+    assert best_overlap(np.zeros((0, 4)), truth).tolist() == [0.0, 0.0]
 
 
 def test_judge_fails_outside_tolerance_on_either_side_naming_the_worse_one():

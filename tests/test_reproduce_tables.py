@@ -33,3 +33,47 @@ def test_geometry_command_prints_table5_and_its_1575_outputs(capsys):
     out = capsys.readouterr().out
     assert "outputs per image per flip over 6 scales: 1575" in out  # FACTS §3
     assert "5 | 425x497 | 32x38 | (10x12)x(3x3)" in out
+
+
+def test_reproduce_all_runs_every_artifact_and_names_those_the_data_cannot_serve(tmp_path, capsys):
+    """``reproduce all`` on a folder that does not exist: the two tables of layer arithmetic
+    are written, Table 2, Figure 9 and detection are listed as not run, each with its own
+    command's message naming --data, and the command exits 1 after trying every artifact."""
+    from overfeat.cli import main
+    from overfeat.reproduce.cli import ALL_ARTIFACTS
+
+    missing = tmp_path / "no-such-imagenet"
+    reports = tmp_path / "reports"
+    code = main(["reproduce", "all", "--data", str(missing), "--reports", str(reports),
+                 "--cache", str(tmp_path / "cache"), "--no-progress"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 1
+    for artifact in ALL_ARTIFACTS:
+        assert f"=== overfeat reproduce {artifact} " in out
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ")}
+    assert "written" in rows["table4"] and "written" in rows["table5"]
+    for artifact in ("table2", "figure9", "detection"):
+        assert f"not run: reproduce {artifact}: --data {missing}: no such folder" in rows[artifact]
+    assert (reports / "table4" / "reproduced.csv").is_file()
+    assert (reports / "README.md").is_file()
+
+
+def test_reproduce_all_hands_each_artifact_the_flags_it_takes():
+    from overfeat.cli import build_parser
+    from overfeat.reproduce.cli import _all_argv
+
+    args = build_parser().parse_args(
+        ["reproduce", "all", "--data", "D", "--limit", "7", "--release-weights", "W",
+         "--device", "cuda", "--no-progress", "--train", "--recipe", "toy"]  # fmt: skip
+    )
+    assert _all_argv(args, "table4") == ["table4", "--reports", "reports"]
+    table2 = _all_argv(args, "table2")
+    assert table2[-3:] == ["--train", "--recipe", "toy"]  # REMAINDER: last
+    assert {"--data", "D", "--limit", "7", "--release-weights", "W", "--no-progress"} <= set(table2)
+    assert table2[table2.index("--device") + 1] == "cuda"
+    figure9 = _all_argv(args, "figure9")
+    assert "--release-weights" not in figure9 and figure9[-3:] == ["--train", "--recipe", "toy"]
+    # Each command line parses as that artifact's own command would.
+    for artifact in ("table2", "figure9", "detection"):
+        sub = args.parser.parse_args(_all_argv(args, artifact))
+        assert sub.artifact == artifact and sub.data == "D" and sub.limit == 7

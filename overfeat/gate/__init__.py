@@ -1,7 +1,7 @@
 """The CI regression gate: the whole pipeline on real ImageNet photos, against committed baselines.
 
 Unit tests check each piece against an independent computation; the gate checks that the pieces
-still add up to the same numbers. It runs four suites and compares every metric with
+still add up to the same numbers. It runs six suites and compares every metric with
 ``reports/baselines/<suite>.json`` as ``[suite, metric, baseline, tolerance]`` rows (detectron2's
 quick schedules, torchvision's model checks):
 
@@ -10,7 +10,10 @@ quick schedules, torchvision's model checks):
   ILSVRC2012 validation images through the readers and the harness's ``cls`` / ``loc``;
 - ``train-real`` and ``synthetic`` (:mod:`overfeat.gate.trained`): a toy fast network trained
   from scratch (imagenette-10; the embedded default's synthetic set at its smallest), then Table 2
-  rows through the reproduction runner (dense evaluation, offset max-pooling, scales, flips).
+  rows through the reproduction runner (dense evaluation, offset max-pooling, scales, flips);
+- ``loc-real`` and ``det-synthetic`` (:mod:`overfeat.gate.spatial`): an SCR regressor on
+  train-real's classifier, Figure 9 rows on imagenette-10's 134 boxed validation images; a
+  detector with a background class and its regressor on synthetic DET images, their mAP.
 
 :mod:`overfeat.gate.config` holds what runs, :mod:`overfeat.gate.baselines` the files and the
 rule that judges a metric, :mod:`overfeat.gate.run` the run, :mod:`overfeat.gate.report` the

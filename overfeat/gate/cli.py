@@ -42,7 +42,9 @@ def register(subparsers) -> None:
         description="Run the gate's suites (harness: the devkits' own files; pretrained-real: "
         "EfficientNet-Lite0 on ilsvrc2012-val-mini; train-real: a toy network trained on "
         "imagenette-10, then Table 2 rows T2-2/3/4; synthetic: the embedded default at its "
-        "smallest), compare every metric with reports/baselines/*.json and write the table to "
+        "smallest; loc-real: an SCR regressor on train-real's network, Figure 9 rows on "
+        "imagenette-10's boxed validation images; det-synthetic: a detector and its regressor "
+        "on synthetic DET images), compare every metric with reports/baselines/*.json and write the table to "
         "reports/regression/. Exits 1 naming each metric that regressed.",
     )
     p.add_argument("--suite", action="append", choices=SUITES, default=None, metavar="NAME",

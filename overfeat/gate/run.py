@@ -70,6 +70,7 @@ def _why_absent(config: GateConfig, suite: str) -> str | None:
 def _measure(config: GateConfig, suite: str, out: Callable[[str], None]) -> SuiteResult:
     from overfeat.gate.harness import run_harness
     from overfeat.gate.pretrained import PretrainedUnavailable, run_pretrained
+    from overfeat.gate.spatial import run_detection, run_localization
     from overfeat.gate.trained import run_trained, synthetic_data
 
     settings = config.suite_settings(suite)
@@ -85,6 +86,17 @@ def _measure(config: GateConfig, suite: str, out: Callable[[str], None]) -> Suit
             result = run_pretrained(
                 config.data_for(suite), config.devkit, work, config.pretrained_limit,
                 config.pretrained_batch, config.device, config.progress,
+            )  # fmt: skip
+        elif suite == "loc-real":
+            result = run_localization(
+                suite, config.data_for(suite), config.train_real, config.loc_real, config.cache,
+                work, config.device, config.workers, config.batch_size, config.progress,
+            )  # fmt: skip
+        elif suite == "det-synthetic":
+            data = synthetic_data(config.cache, config.synthetic_data, config.progress)
+            result = run_detection(
+                suite, data, config.synthetic, config.det_synthetic, config.cache, work,
+                config.device, config.workers, config.batch_size, config.progress,
             )  # fmt: skip
         else:
             trained = config.train_real if suite == "train-real" else config.synthetic

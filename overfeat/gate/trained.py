@@ -31,7 +31,15 @@ import numpy as np
 from overfeat.gate.baselines import FLOAT_FLOOR, Measured, SuiteResult
 from overfeat.gate.config import TrainedSuite
 
-__all__ = ["run_trained", "synthetic_data"]
+__all__ = [
+    "last_epoch",
+    "run_dir",
+    "run_trained",
+    "synthetic_data",
+    "train_cache",
+    "trained_classifier",
+    "where_args",
+]
 
 
 def synthetic_data(cache: Path, config, progress: bool = False) -> Path:
@@ -54,9 +62,45 @@ def synthetic_data(cache: Path, config, progress: bool = False) -> Path:
     return root
 
 
-def _run_dir(ref) -> Path:
-    # NetworkRef.key of a trained run is "<run folder>:<checkpoint file>".
+def run_dir(ref) -> Path:
+    """The run folder of a trained :class:`overfeat.reproduce.networks.NetworkRef` (its key is
+    ``"<run folder>:<checkpoint file>"``)."""
     return Path(ref.key.rsplit(":", 1)[0])
+
+
+def last_epoch(run: Path) -> dict:
+    """The last epoch record of a run's ``metrics.jsonl``."""
+    from overfeat.engine.metrics_log import read_metrics
+
+    epochs = [r for r in read_metrics(Path(run) / "metrics.jsonl") if r["kind"] == "epoch"]
+    if not epochs:
+        raise RuntimeError(f"{run}/metrics.jsonl: the run logged no finished epoch")
+    return epochs[-1]
+
+
+def where_args(device: str, workers: int, progress: bool) -> tuple[str, ...]:
+    """Training flags that say where and how fast, never what is computed (none of them is part
+    of a run's configuration hash, :func:`overfeat.reproduce.networks.config_key`)."""
+    args = ("--workers", str(workers), "--device", "cuda" if device.startswith("cuda") else "cpu")
+    return args if progress else (*args, "--no-progress")
+
+
+def train_cache(cache: Path, data: Path) -> Path:
+    """Where the gate caches the runs trained on ``data``: one folder per data set, since the
+    cache key of a trained run leaves out the data path."""
+    data = Path(data).resolve()
+    where = hashlib.sha256(str(data).encode()).hexdigest()[:8]
+    return Path(cache) / "train" / f"{data.name}-{where}"
+
+
+def trained_classifier(data: Path, train_args, cache: Path, num_classes: int, device: str = "cpu",
+                       workers: int = 1, progress: bool = False):  # fmt: skip
+    """The fast network ``overfeat train classifier`` trains on ``data`` with ``train_args``
+    (trained on first use, reused after) → its :class:`~overfeat.reproduce.networks.NetworkRef`."""
+    from overfeat.reproduce.networks import train_missing
+
+    args = (*train_args, *where_args(device, workers, progress))
+    return train_missing(data, train_cache(cache, data), {"fast": 1}, args, num_classes)["fast"][0]
 
 
 def _true_class_score(row_work: Path, samples) -> float:
@@ -84,8 +128,6 @@ def run_trained(
     """Train (or reuse) the suite's network on ``data`` and run its rows; ``work`` is emptied
     first and receives every file the harness scores."""
     from overfeat.data import readers
-    from overfeat.engine.metrics_log import read_metrics
-    from overfeat.reproduce.networks import train_missing
     from overfeat.reproduce.runner import RunOptions, run_row, validation_samples
     from overfeat.scales import TABLE2_PROTOCOLS
 
@@ -93,17 +135,8 @@ def run_trained(
     data = Path(data)
     train_samples, _, _ = readers.classification_samples(data, "train")
     samples, classes = validation_samples(data, suite.val_limit)
-    # Not part of the configuration hash: where and how fast, never what is computed.
-    train_args = (*suite.train_args, "--workers", str(workers),
-                  "--device", "cuda" if device.startswith("cuda") else "cpu")  # fmt: skip
-    if not progress:
-        train_args += ("--no-progress",)
-    # The cache key of a trained run leaves out the data path: one folder per data set.
-    where = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:8]
-    train_cache = Path(cache) / "train" / f"{data.resolve().name}-{where}"
-    ref = train_missing(data, train_cache, {"fast": 1}, train_args, len(classes))["fast"][0]
-    epochs = [r for r in read_metrics(_run_dir(ref) / "metrics.jsonl") if r["kind"] == "epoch"]
-    last = epochs[-1]
+    ref = trained_classifier(data, suite.train_args, cache, len(classes), device, workers, progress)
+    last = last_epoch(run_dir(ref))
 
     result = SuiteResult(
         suite_name,

@@ -1,4 +1,5 @@
-"""``overfeat reproduce table2|figure9|detection|table4|table5|report``: the paper's artifacts, regenerated.
+"""``overfeat reproduce table2|figure9|detection|table4|table5|all|report``: the paper's artifacts,
+regenerated.
 
 With no arguments, ``table2`` runs on the embedded default (a synthetic ILSVRC-format set and
 toy networks trained on this machine, cached under ``runs/reproduce``)::
@@ -11,6 +12,8 @@ toy networks trained on this machine, cached under ``runs/reproduce``)::
     overfeat reproduce figure9 --data DIR --checkpoints classifier=RUN scr=RUN pcr=RUN
     overfeat reproduce detection
     overfeat reproduce detection --data DIR --checkpoints detector=RUN regressor=RUN
+    overfeat reproduce all
+    overfeat reproduce all --data DIR --train --recipe toy --epochs 8
 
 Flags after ``--train`` are ``overfeat train classifier``'s, for the networks it trains.
 Reports go to ``reports/<artifact>/``; ``report`` re-renders every one of them (and the README's
@@ -23,7 +26,7 @@ import argparse
 import shlex
 import sys
 
-__all__ = ["register"]
+__all__ = ["ALL_ARTIFACTS", "register"]
 
 
 def _rows(text: str) -> tuple[str, ...]:
@@ -171,6 +174,29 @@ def register(subparsers) -> None:
         _common(p)
         p.set_defaults(func=_run_table, table=name)
 
+    every = what.add_parser(
+        "all",
+        help="every artifact in one run (Tables 2, 4, 5, Figure 9, detection)",
+        description="Every artifact in one run, each as its own command runs it with the flags "
+        "below: Tables 4 and 5, Table 2, Figure 9, detection; then reports/README.md indexes "
+        "them. With no --data: the embedded default of each. An artifact the data cannot serve "
+        "(no boxes, no DET images, no networks) is listed as not run, with the reason, and the "
+        "command exits 1 after running the others.",
+    )
+    every.add_argument("--data", default=None, help="ILSVRC-layout root for every artifact")
+    every.add_argument("--limit", type=int, default=None, metavar="N",
+                       help="only the first N validation images of each artifact")  # fmt: skip
+    every.add_argument("--release-weights", default=None, metavar="DIR",
+                       help="Table 2's released networks (see 'reproduce table2 --help')")  # fmt: skip
+    every.add_argument("--meta", default=None, metavar="META_MAT",
+                       help="the devkit's meta.mat, with --release-weights")  # fmt: skip
+    _run_flags(every)
+    _common(every)
+    every.add_argument("--train", nargs=argparse.REMAINDER, default=None, metavar="TRAIN_FLAGS",
+                       help="train what is missing first; every flag after it goes to 'overfeat "
+                       "train classifier' (put it last)")  # fmt: skip
+    every.set_defaults(func=_run_all, parser=rep)
+
     r = what.add_parser("report", help="re-render every report from its saved CSV/JSON")
     _common(r)
     r.set_defaults(func=_run_report)
@@ -294,6 +320,53 @@ def _run_table(args: argparse.Namespace) -> int:
     _render(args)
     print(path.with_suffix(".md").read_text(encoding="utf-8"))
     return 0
+
+
+ALL_ARTIFACTS = ("table4", "table5", "table2", "figure9", "detection")
+
+
+def _all_argv(args: argparse.Namespace, artifact: str) -> list[str]:
+    """The command line ``reproduce all`` runs ``artifact`` with: its own flags, as given."""
+    argv = [artifact, "--reports", args.reports]
+    if args.readme:
+        argv += ["--readme", args.readme]
+    if artifact in ("table4", "table5"):
+        return argv
+    argv += ["--cache", args.cache, "--device", args.device, "--batch-size", str(args.batch_size),
+             "--workers", str(args.workers), "--amp", args.amp]  # fmt: skip
+    argv += [] if args.progress else ["--no-progress"]
+    argv += ["--data", args.data] if args.data else []
+    argv += ["--limit", str(args.limit)] if args.limit else []
+    if artifact == "table2" and args.release_weights:
+        argv += ["--release-weights", args.release_weights]
+        argv += ["--meta", args.meta] if args.meta else []
+    return argv + (["--train", *args.train] if args.train is not None else [])
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    import contextlib
+    import io
+    import time
+
+    outcomes = []
+    for artifact in ALL_ARTIFACTS:
+        argv = _all_argv(args, artifact)
+        print(f"=== overfeat reproduce {shlex.join(argv)}", flush=True)
+        sub = args.parser.parse_args(argv)
+        start = time.perf_counter()
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors):
+            code = sub.func(sub)
+        why = errors.getvalue().strip()
+        if why:
+            print(why, file=sys.stderr)
+        outcomes.append((artifact, code, time.perf_counter() - start, why))
+    print("\n| artifact | status | seconds |\n|---|---|---|")
+    for artifact, code, seconds, why in outcomes:
+        status = "written" if code == 0 else f"not run: {why.splitlines()[-1] if why else code}"
+        print(f"| {artifact} | {status} | {seconds:.0f} |")
+    print(f"index: {args.reports}/README.md")
+    return 0 if all(code == 0 for _, code, _, _ in outcomes) else 1
 
 
 def _run_report(args: argparse.Namespace) -> int:

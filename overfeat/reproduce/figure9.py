@@ -48,6 +48,8 @@ __all__ = [
     "Figure9Row",
     "reproduce_figure9",
     "scales_for",
+    "score_localization",
+    "train_regressor_cached",
 ]
 
 COLUMNS = (
@@ -286,7 +288,7 @@ def _networks(runs: dict[str, Path], classes):
     return model, regressors, labels
 
 
-def _score(result, classes, boxes, work: Path, key: str) -> dict:
+def score_localization(result, classes, boxes, work: Path, key: str) -> dict:
     """Write the devkit submission and its ground truth and score them with the harness."""
     from evaluation.annotations import write_loc_solution_csv
     from evaluation.tasks import evaluate_localization_files
@@ -326,7 +328,7 @@ def _run_row(row: Figure9Row, model, regressors, labels, samples, classes, boxes
         "protocol": protocol.to_dict(),
         "skipped": result.skipped,
         "seconds": result.seconds,
-        "harness": _score(result, classes, boxes, work, key),
+        "harness": score_localization(result, classes, boxes, work, key),
     }
     saved.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record | {"reused": False}
