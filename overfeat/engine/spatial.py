@@ -5,7 +5,7 @@ Both train on whole images at the test scales, every window of the dense output 
 location of an image may be trained simultaneously", §5). What differs between them is a
 *task* (:class:`SpatialTask`): which module learns, the per-window targets the data loader
 computes, and the loss. Everything else is here, written once: the run folder (``config.json``,
-``environment.json``, ``command.txt``, ``metrics.jsonl``, ``checkpoint-S.pt``), exact
+``environment.json``, ``command.txt``, ``metrics.jsonl``, ``checkpoint-S.pt``), exact (on the CPU)
 ``--resume auto``, progress bars, and DDP under torchrun.
 
 A step. The sampler (:class:`ScaleSampler`) draws the step's scale and its images; the task's

@@ -13,7 +13,9 @@ Exactness. Every random draw of a run is a pure function of the seed and the pos
 run: the data order (``sampler.epoch_permutation``), the crops and flips (the data package keys
 them on (seed, epoch, index)), and dropout, whose generator is re-seeded before every step from
 (seed, rank, global step) (``step_seed``). A run stopped anywhere and resumed from a checkpoint
-therefore retraces the uninterrupted run bit for bit on the same hardware and process count.
+therefore retraces the uninterrupted run bit for bit on the same hardware and process count: on
+the CPU always; on CUDA with ``deterministic=True`` (``--deterministic``, decision
+DETERMINISTIC_CUDA), since cuDNN's benchmarked algorithms otherwise sum in run-dependent orders.
 With W processes each step's global batch is split W ways (``ShardedTrainSampler``) and DDP
 averages the gradients, so W processes follow the one-process run up to float rounding (and
 dropout masks, which are drawn per process).
@@ -243,9 +245,8 @@ def _make_loader(train_set, sampler, config: TrainConfig, env: DistEnv, collate_
     DALI's (:class:`overfeat.data.dali.DaliTrainLoader`) when it can run here; otherwise a
     warning says why and the project's runs."""
     if config.loader == "dali":
-        from overfeat.data.dali import DaliTrainLoader, dali_unavailable
-
         from overfeat.data import ClassificationDataset
+        from overfeat.data.dali import DaliTrainLoader, dali_unavailable
 
         why = dali_unavailable()
         transform = getattr(train_set, "transform", None)
