@@ -38,6 +38,7 @@ from overfeat.localize import (
     Candidates,
     _as_list,
     class_values,
+    image_batches,
     merge_per_class,
     scale_passes,
     window_boxes_in_image,
@@ -272,10 +273,7 @@ def detect_dataset(
     """:func:`detect` over the image files ``paths`` in the order given, decoded at full size in a
     DataLoader (``options``: :class:`overfeat.reproduce.runner.RunOptions`). An undecodable image
     is skipped, warned about once, and gets no detection."""
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-
-    from overfeat.reproduce.runner import RunOptions, ValidationImages, _autocast, collate_images
+    from overfeat.reproduce.runner import RunOptions
 
     options = options or RunOptions()
     device = torch.device(options.device)
@@ -286,29 +284,12 @@ def detect_dataset(
     found: list[Detections] = [Detections.empty() for _ in range(n)]
     decoded = np.zeros(n, dtype=bool)
     sizes = np.zeros((n, 2), dtype=np.int64)
-    loader = DataLoader(
-        ValidationImages([(p, 0) for p in paths]),
-        batch_size=options.batch_size,
-        num_workers=options.workers,
-        collate_fn=collate_images,
-        pin_memory=device.type == "cuda",
-    )
     start = time.perf_counter()
-    bar = tqdm(total=n, desc=f"detect ({protocol.summary()})", unit="img",
-               disable=not options.progress, leave=False)  # fmt: skip
-    with _autocast(options, device):
-        for indices, images, skipped in loader:
-            bar.update(len(indices) + len(skipped))
-            if not indices:
-                continue
-            images = [x.to(device, non_blocking=True) for x in images]
-            for i, img, d in zip(
-                indices, images, detect(model, background, regressor, images, protocol)
-            ):
-                sizes[i] = tuple(img.shape[-2:])
-                decoded[i] = True
-                found[i] = d
-    bar.close()
+    for indices, images in image_batches(paths, options, f"detect ({protocol.summary()})"):
+        for i, img, d in zip(indices, images, detect(model, background, regressor, images, protocol)):
+            sizes[i] = tuple(img.shape[-2:])
+            decoded[i] = True
+            found[i] = d
     names = tuple(Path(p).stem for p in paths)
     return DetectionResult(names, tuple(found), decoded, sizes, time.perf_counter() - start)
 

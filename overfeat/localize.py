@@ -84,6 +84,7 @@ __all__ = [
     "check_regressor",
     "class_values",
     "clip_boxes",
+    "image_batches",
     "image_predictions",
     "localization_images",
     "localize",
@@ -681,6 +682,35 @@ class LocalizationResult:
         return int((~self.decoded).sum())
 
 
+def image_batches(paths: Sequence[str], options, desc: str):
+    """The image files ``paths`` decoded at full size in a DataLoader (``options``:
+    :class:`overfeat.reproduce.runner.RunOptions`: batch size, workers, device, amp, progress
+    bar ``desc``) → ``(indices, [(3, H, W) on the device])`` per batch, undecodable files left out
+    (warned about once each). The caller's work between batches runs under the options' autocast."""
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from overfeat.reproduce.runner import ValidationImages, _autocast, collate_images
+
+    device = torch.device(options.device)
+    loader = DataLoader(
+        ValidationImages([(p, 0) for p in paths]),
+        batch_size=options.batch_size,
+        num_workers=options.workers,
+        collate_fn=collate_images,
+        pin_memory=device.type == "cuda",
+    )
+    bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not options.progress, leave=False)
+    try:
+        with _autocast(options, device):
+            for indices, images, skipped in loader:
+                bar.update(len(indices) + len(skipped))
+                if indices:
+                    yield indices, [x.to(device, non_blocking=True) for x in images]
+    finally:
+        bar.close()
+
+
 def localize_dataset(
     model: nn.Module,
     regressor: nn.Module | None,
@@ -693,10 +723,7 @@ def localize_dataset(
     decoding full-size images (``options``: :class:`overfeat.reproduce.runner.RunOptions`:
     device, batch size, workers, amp, progress bar). An undecodable image is skipped, warned
     about once, and gets no guess (SKIPPED_IMAGE_COUNTS_AS_ERROR)."""
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-
-    from overfeat.reproduce.runner import RunOptions, ValidationImages, _autocast, collate_images
+    from overfeat.reproduce.runner import RunOptions
 
     options = options or RunOptions()
     device = torch.device(options.device)
@@ -710,34 +737,18 @@ def localize_dataset(
     decoded = np.zeros(n, dtype=bool)
     sizes = np.zeros((n, 2), dtype=np.int64)
     merged = np.zeros(n, dtype=np.int64)
-    loader = DataLoader(
-        ValidationImages(samples),
-        batch_size=options.batch_size,
-        num_workers=options.workers,
-        collate_fn=collate_images,
-        pin_memory=device.type == "cuda",
-    )
     start = time.perf_counter()
-    bar = tqdm(total=n, desc=f"localize ({protocol.summary()})", unit="img",
-               disable=not options.progress, leave=False)  # fmt: skip
-    with _autocast(options, device):
-        for indices, images, skipped in loader:
-            bar.update(len(indices) + len(skipped))
-            if not indices:
-                continue
-            images = [x.to(device, non_blocking=True) for x in images]
-            for i, img, loc in zip(
-                indices, images, localize(model, regressor, images, protocol, guesses)
-            ):
-                size = tuple(img.shape[-2:])
-                sizes[i] = size
-                decoded[i] = True
-                labels[i] = loc.labels
-                scores[i] = loc.scores
-                merged[i] = loc.merged
-                kept = loc.labels != NO_GUESS
-                boxes[i][kept] = to_pixel_boxes(torch.from_numpy(loc.boxes[kept]), size).numpy()
-    bar.close()
+    paths = [p for p, _ in samples]
+    for indices, images in image_batches(paths, options, f"localize ({protocol.summary()})"):
+        for i, img, loc in zip(indices, images, localize(model, regressor, images, protocol, guesses)):
+            size = tuple(img.shape[-2:])
+            sizes[i] = size
+            decoded[i] = True
+            labels[i] = loc.labels
+            scores[i] = loc.scores
+            merged[i] = loc.merged
+            kept = loc.labels != NO_GUESS
+            boxes[i][kept] = to_pixel_boxes(torch.from_numpy(loc.boxes[kept]), size).numpy()
     names = tuple(Path(p).stem for p, _ in samples)
     return LocalizationResult(
         names, labels, boxes, scores, decoded, sizes, time.perf_counter() - start, merged

@@ -64,6 +64,7 @@ from overfeat.data.decode import (
     CorruptImage,
     SkipCounter,
     decode_rgb,
+    plain_jpeg,
 )
 from overfeat.data.transforms import sample_rng, shorter_side_size
 
@@ -78,7 +79,6 @@ __all__ = ["DALI_REQUIREMENT", "DaliTrainLoader", "dali_unavailable"]
 DALI_REQUIREMENT = "nvidia-dali-cuda130"
 
 _INSTALL_HINT = f"pip install 'overfeat-repro[dali]' (or {DALI_REQUIREMENT})"
-_JPEG_END = b"\xff\xd9"  # EOI, the marker every complete JPEG ends with
 
 
 def _first_line(exc: BaseException) -> str:
@@ -373,9 +373,9 @@ class DaliTrainLoader:
             # grey JPEG, ILSVRC's usual file. Anything else (CMYK, PNG, truncated, trailing
             # bytes) is decoded here by decode_rgb, the default loader's decoder, which skips
             # what it skips, and handed to DALI losslessly as a binary PPM.
-            via_pil = not (fmt == "JPEG" and mode in ("RGB", "L") and data.endswith(_JPEG_END))
+            via_pil = not (fmt == "JPEG" and plain_jpeg(data, mode))
             if via_pil:
-                data = _as_ppm(decode_rgb(path, short_side=self.transform.resize))
+                data = _as_ppm(decode_rgb(path, self.transform.resize, data))
         except CorruptImage as err:
             self._skips.skip(err)
             return None

@@ -25,6 +25,7 @@ __all__ = [
     "SkipCounter",
     "decode_rgb",
     "decode_uint8",
+    "plain_jpeg",
 ]
 
 # A JPEG may be decoded at 1/2, 1/4 or 1/8 of its size straight from the DCT coefficients
@@ -48,7 +49,9 @@ class CorruptImageWarning(UserWarning):
     """Issued once per undecodable file; the file is skipped and counted."""
 
 
-def decode_rgb(path: str | os.PathLike, short_side: int | None = None) -> Image.Image:
+def decode_rgb(
+    path: str | os.PathLike, short_side: int | None = None, data: bytes | None = None
+) -> Image.Image:
     """Decode ``path`` into a fully loaded RGB ``PIL.Image`` (any size, the file's own pixels).
 
     Grayscale (L, I;16, 1), palette (P), CMYK (incl. Adobe inverted CMYK, which PIL undoes),
@@ -57,12 +60,15 @@ def decode_rgb(path: str | os.PathLike, short_side: int | None = None) -> Image.
     ``.JPEG`` decodes. ``short_side``: the short side the caller will resize to; lets a large JPEG
     be decoded at a reduced scale (decision JPEG_DRAFT above).
 
+    ``data``: the file's bytes, when the caller has read them already (they are decoded instead of
+    reading ``path`` again; ``path`` then only names the file in errors).
+
     Raises :class:`CorruptImage` for an empty, truncated, unidentifiable or otherwise broken file.
     """
     try:
-        if os.path.getsize(path) == 0:
+        if (len(data) if data is not None else os.path.getsize(path)) == 0:
             raise CorruptImage(path, "empty file")
-        with Image.open(path) as img:
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
             if short_side is not None and img.format == "JPEG":
                 want = DRAFT_SHORT_SIDE_FACTOR * short_side
                 # draft keeps both sides >= the requested box, so the short side stays >= want.
@@ -100,18 +106,26 @@ warnings.filterwarnings(
 )
 
 
+def plain_jpeg(data: bytes, mode: str) -> bool:
+    """Whether ``data`` (a file's bytes, whose header PIL reads as ``mode``) is a complete RGB or
+    grey JPEG, the file other decoders than PIL may take (FAST_JPEG_PATH; the DALI loader's
+    DALI_DECODES_PLAIN_JPEG): not another format, not truncated, no trailing bytes, and not CMYK
+    or YCCK (Adobe's inverted CMYK included), which PIL knows how to undo."""
+    return data.startswith(_JPEG_START) and data.endswith(_JPEG_END) and mode in ("RGB", "L")
+
+
 def _fast_jpeg(data: bytes, short_side: int | None) -> torch.Tensor | None:
     """``data`` decoded by libjpeg-turbo through ``torchvision.io.decode_jpeg``, or ``None``
     where :func:`decode_rgb` must decide (decision FAST_JPEG_PATH in :func:`decode_uint8`)."""
-    if not (data.startswith(_JPEG_START) and data.endswith(_JPEG_END)):
-        return None  # not a JPEG, or a truncated one, or one with trailing bytes
+    if not data.startswith(_JPEG_START):
+        return None  # not a JPEG: no header to read
     try:
         with Image.open(io.BytesIO(data)) as header:  # the header only: mode and size
             mode, size = header.mode, header.size
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
-    if mode not in ("RGB", "L"):
-        return None  # CMYK (Adobe's inverted one included) and YCCK: PIL knows them
+    if not plain_jpeg(data, mode):
+        return None
     if short_side is not None and min(size) >= 2 * DRAFT_SHORT_SIDE_FACTOR * short_side:
         return None  # PIL's draft decodes this one at a reduced scale, faster still
     from torchvision.io import ImageReadMode, decode_jpeg
@@ -144,7 +158,7 @@ def decode_uint8(path: str | os.PathLike, short_side: int | None = None) -> torc
     fast = _fast_jpeg(data, short_side)
     if fast is not None:
         return fast
-    pixels = np.asarray(decode_rgb(path, short_side))
+    pixels = np.asarray(decode_rgb(path, short_side, data))
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from overfeat.data.transforms import DEFAULT_NORMALIZATION, NORMALIZATIONS, normalize_uint8
 from overfeat.engine.config import TrainConfig
 from overfeat.engine.distributed import DistEnv, all_reduce_sum, loader_workers
 from overfeat.engine.sampler import ExactEvalSampler
@@ -123,8 +124,6 @@ def to_device(images, labels, device, channels_last: bool, normalization=None):
     so the host copies a quarter of the bytes and the float work runs on the device."""
     images = images.to(device, non_blocking=True)
     if images.dtype == torch.uint8:
-        from overfeat.data.transforms import DEFAULT_NORMALIZATION, NORMALIZATIONS, normalize_uint8
-
         images = normalize_uint8(images, normalization or NORMALIZATIONS[DEFAULT_NORMALIZATION])
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)

@@ -26,7 +26,6 @@ Metrics, beside the training losses:
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -34,7 +33,15 @@ import numpy as np
 
 from overfeat.gate.baselines import FLOAT_FLOOR, Measured, SuiteResult
 from overfeat.gate.config import DetectionSuite, LocalizationSuite, TrainedSuite
-from overfeat.gate.trained import last_epoch, run_dir, train_cache, trained_classifier, where_args
+from overfeat.gate.trained import (
+    eval_options,
+    fresh_folder,
+    last_epoch,
+    run_dir,
+    train_cache,
+    trained_classifier,
+    where_args,
+)
 
 __all__ = ["best_overlap", "run_detection", "run_localization"]
 
@@ -58,20 +65,6 @@ def _loss(run: Path, what: str) -> Measured:
     last = last_epoch(run)
     return Measured(float(last["train_loss"]), "lower_is_better", FLOAT_FLOOR,
                     f"metrics.jsonl of the {what} run, epoch {last['epoch'] + 1}")  # fmt: skip
-
-
-def _options(device: str, workers: int, batch_size: int, progress: bool):
-    from overfeat.reproduce.runner import RunOptions
-
-    return RunOptions(device=device, batch_size=batch_size, workers=workers, amp="none",
-                      progress=progress)  # fmt: skip
-
-
-def _fresh(work: Path) -> Path:
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    return work
 
 
 def run_localization(
@@ -128,8 +121,8 @@ def run_localization(
     errors = "localization errors of the trained networks"
     ious = "first-guess IoUs of the trained networks"
     merged = "merged boxes of the trained networks"
-    work = _fresh(work)
-    options = _options(device, workers, batch_size, progress)
+    work = fresh_folder(work)
+    options = eval_options(device, workers, batch_size, progress)
     for name in suite.rows:
         row = rows[name]
         found = localize_dataset(model, regressor, samples, row.protocol(), options)
@@ -209,9 +202,9 @@ def run_detection(
     objects = sum(len(ann.boxes) for _, ann in samples)
     protocol = DetectionProtocol(scales=suite.scales)
     found = detect_dataset(model, background, regressor, paths, protocol,
-                           _options(device, workers, batch_size, progress))  # fmt: skip
+                           eval_options(device, workers, batch_size, progress))  # fmt: skip
     sizes = np.array(_image_sizes(paths), dtype=np.int64).reshape(-1, 2)
-    work = _fresh(work)
+    work = fresh_folder(work)
     pred = work / "detections.det.txt"
     write_det_submission(pred, detection_submission(list(found.detections), sizes,
                                                     det_ids_for(classes)))  # fmt: skip

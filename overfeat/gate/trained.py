@@ -32,6 +32,8 @@ from overfeat.gate.baselines import FLOAT_FLOOR, Measured, SuiteResult
 from overfeat.gate.config import TrainedSuite
 
 __all__ = [
+    "eval_options",
+    "fresh_folder",
     "last_epoch",
     "run_dir",
     "run_trained",
@@ -85,6 +87,23 @@ def where_args(device: str, workers: int, progress: bool) -> tuple[str, ...]:
     return args if progress else (*args, "--no-progress")
 
 
+def eval_options(device: str, workers: int, batch_size: int, progress: bool):
+    """How the gate's suites evaluate: float32 on every device (``amp="none"``), so a GPU run
+    computes what the CPU baselines measured, up to rounding."""
+    from overfeat.reproduce.runner import RunOptions
+
+    return RunOptions(device=device, batch_size=batch_size, workers=workers, amp="none",
+                      progress=progress)  # fmt: skip
+
+
+def fresh_folder(work: Path) -> Path:
+    """``work`` emptied (created when absent): a suite's evaluation files are never reused."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    return work
+
+
 def train_cache(cache: Path, data: Path) -> Path:
     """Where the gate caches the runs trained on ``data``: one folder per data set, since the
     cache key of a trained run leaves out the data path."""
@@ -128,7 +147,7 @@ def run_trained(
     """Train (or reuse) the suite's network on ``data`` and run its rows; ``work`` is emptied
     first and receives every file the harness scores."""
     from overfeat.data import readers
-    from overfeat.reproduce.runner import RunOptions, run_row, validation_samples
+    from overfeat.reproduce.runner import run_row, validation_samples
     from overfeat.scales import TABLE2_PROTOCOLS
 
     start = time.perf_counter()
@@ -157,10 +176,8 @@ def run_trained(
             "the training engine's validation (one centre crop)", errors,
         )  # fmt: skip
 
-    if work.exists():
-        shutil.rmtree(work)
-    options = RunOptions(device=device, batch_size=batch_size, workers=workers, amp="none",
-                         progress=progress)  # fmt: skip
+    fresh_folder(work)
+    options = eval_options(device, workers, batch_size, progress)
     for row in suite.rows:
         protocol = TABLE2_PROTOCOLS[row]
         record = run_row(row, protocol, [ref], samples, work / row, options)

@@ -212,9 +212,27 @@ def _render(args: argparse.Namespace) -> None:
     render_all(args.reports, args.readme)
 
 
-def _run_table2(args: argparse.Namespace) -> int:
-    from evaluation.render import read_run, table2_markdown
+def _report(args: argparse.Namespace, artifact: str, run, markdown) -> int:
+    """Run one reproduction (``run()`` → its CSV), re-render the reports (and the README's
+    blocks with ``--readme``) and print its table; a source it cannot use is one line, exit 2."""
+    from evaluation.render import read_run
     from overfeat.reproduce.networks import SourceError
+
+    try:
+        csv_path = run()
+    except (SourceError, FileNotFoundError) as exc:
+        print(f"reproduce {artifact}: {exc}", file=sys.stderr)
+        return 2
+    _render(args)
+    table, meta = read_run(csv_path)
+    text = markdown(table, meta)
+    print(text[text.index("| row |") :])
+    print(f"report: {csv_path.with_suffix('.md')}")
+    return 0
+
+
+def _run_table2(args: argparse.Namespace) -> int:
+    from evaluation.render import table2_markdown
     from overfeat.reproduce.table2 import Table2Request, reproduce_table2
 
     request = Table2Request(
@@ -234,23 +252,12 @@ def _run_table2(args: argparse.Namespace) -> int:
         options=_options(args),
         command=_command(),
     )
-    try:
-        csv_path = reproduce_table2(request)
-    except (SourceError, FileNotFoundError) as exc:
-        print(f"reproduce table2: {exc}", file=sys.stderr)
-        return 2
-    _render(args)
-    table, meta = read_run(csv_path)
-    text = table2_markdown(table, meta)
-    print(text[text.index("| row |") :])
-    print(f"report: {csv_path.with_suffix('.md')}")
-    return 0
+    return _report(args, "table2", lambda: reproduce_table2(request), table2_markdown)
 
 
 def _run_figure9(args: argparse.Namespace) -> int:
-    from evaluation.render import figure9_markdown, read_run
+    from evaluation.render import figure9_markdown
     from overfeat.reproduce.figure9 import Figure9Request, reproduce_figure9
-    from overfeat.reproduce.networks import SourceError
 
     request = Figure9Request(
         data=args.data,
@@ -268,23 +275,12 @@ def _run_figure9(args: argparse.Namespace) -> int:
         options=_options(args),
         command=_command(),
     )
-    try:
-        csv_path = reproduce_figure9(request)
-    except (SourceError, FileNotFoundError) as exc:
-        print(f"reproduce figure9: {exc}", file=sys.stderr)
-        return 2
-    _render(args)
-    table, meta = read_run(csv_path)
-    text = figure9_markdown(table, meta)
-    print(text[text.index("| row |") :])
-    print(f"report: {csv_path.with_suffix('.md')}")
-    return 0
+    return _report(args, "figure9", lambda: reproduce_figure9(request), figure9_markdown)
 
 
 def _run_detection(args: argparse.Namespace) -> int:
-    from evaluation.render import detection_markdown, read_run
+    from evaluation.render import detection_markdown
     from overfeat.reproduce.detection import DetectionRequest, reproduce_detection
-    from overfeat.reproduce.networks import SourceError
 
     request = DetectionRequest(
         data=args.data,
@@ -300,17 +296,7 @@ def _run_detection(args: argparse.Namespace) -> int:
         options=_options(args),
         command=_command(),
     )
-    try:
-        csv_path = reproduce_detection(request)
-    except (SourceError, FileNotFoundError) as exc:
-        print(f"reproduce detection: {exc}", file=sys.stderr)
-        return 2
-    _render(args)
-    table, meta = read_run(csv_path)
-    text = detection_markdown(table, meta)
-    print(text[text.index("| row |") :])
-    print(f"report: {csv_path.with_suffix('.md')}")
-    return 0
+    return _report(args, "detection", lambda: reproduce_detection(request), detection_markdown)
 
 
 def _run_table(args: argparse.Namespace) -> int:

@@ -35,8 +35,8 @@ from overfeat.reproduce.embedded import (
     synthetic_command,
 )
 from overfeat.reproduce.figure9 import EMBEDDED_REGRESSOR_ARGS, train_regressor_cached
-from overfeat.reproduce.networks import SourceError, config_key, train_missing
-from overfeat.reproduce.runner import RunOptions
+from overfeat.reproduce.networks import SourceError, train_missing, train_spatial_cached
+from overfeat.reproduce.runner import RunOptions, write_run
 
 __all__ = [
     "COLUMNS",
@@ -102,22 +102,8 @@ def _parse(values) -> dict[str, Path]:
 
 def train_detector_cached(classifier: Path, data: Path, args, cache: Path) -> Path:
     """Train (or reuse, or resume) a detector on ``classifier`` under ``cache``."""
-    from overfeat.engine.checkpoint import find_latest_valid
-    from overfeat.engine.cli import build_spatial_config
-    from overfeat.engine.detector import DETECTOR_REQUIRED_KEYS, train_detector
-
-    argv = ["train", "detector", "--classifier", str(classifier), "--data", str(data),
-            "--out", str(cache / "probe"), *args]  # fmt: skip
-    try:
-        probe = build_spatial_config(argv)
-    except (SystemExit, ValueError) as exc:
-        raise SourceError(f"--detector-args: cannot read {list(args)} ({exc})") from None
-    run = cache / f"detector-{classifier.name}-{config_key(probe)}"
-    found = find_latest_valid(run, required=DETECTOR_REQUIRED_KEYS) if run.is_dir() else None
-    if found is None or found[1]["progress"]["epoch"] < probe.epochs:
-        print(f"training the detector into {run}", flush=True)
-        train_detector(replace(probe, out=str(run)), resume="auto")
-    return run
+    return train_spatial_cached("detector", classifier, data, args, cache,
+                                f"detector-{classifier.name}", "--detector-args")  # fmt: skip
 
 
 def _resolve(request: DetectionRequest):
@@ -273,16 +259,10 @@ def reproduce_detection(request: DetectionRequest) -> Path:
                 "mAP": np.nan, "comparable": "paper only (ILSVRC2013 DET test, 200 classes)",
             })  # fmt: skip
     frame = pd.DataFrame(table, columns=list(COLUMNS))
-    out_dir = Path(request.reports) / "detection"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = out_dir / f"{name}.csv"
-    frame.to_csv(csv_path, index=False)
     if request.data is None:
         notes.insert(0, "A toy detector on a 10-class synthetic set: not the paper's numbers; "
                      "what can match at this scale is that the detector clears the random floor.")  # fmt: skip
     meta = {
-        "artifact": "detection",
-        "run": name,
         "data_description": desc,
         "networks_description": networks,
         "command": request.command,
@@ -292,6 +272,6 @@ def reproduce_detection(request: DetectionRequest) -> Path:
         "classes": list(classes),
         "rows": records,
     }
-    csv_path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    csv_path = write_run(request.reports, "detection", name, frame, meta)
     print(f"Detection written to {csv_path} in {time.perf_counter() - started:.0f} s", flush=True)
     return csv_path

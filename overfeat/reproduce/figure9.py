@@ -36,8 +36,8 @@ from overfeat.reproduce.embedded import (
     embedded_data,
     synthetic_command,
 )
-from overfeat.reproduce.networks import SourceError, config_key, train_missing
-from overfeat.reproduce.runner import RunOptions
+from overfeat.reproduce.networks import SourceError, train_missing, train_spatial_cached
+from overfeat.reproduce.runner import RunOptions, write_run
 
 __all__ = [
     "COLUMNS",
@@ -167,32 +167,10 @@ def parse_runs(values) -> dict[str, Path]:
     return out
 
 
-def _regressor_config(classifier: Path, data: Path, kind: str, args, out: Path):
-    from overfeat.engine.cli import build_spatial_config
-
-    argv = ["train", "regressor", "--classifier", str(classifier), "--data", str(data),
-            "--type", kind, "--out", str(out), *args]  # fmt: skip
-    try:
-        return build_spatial_config(argv)
-    except (SystemExit, ValueError) as exc:
-        raise SourceError(f"--regressor-args: cannot read {list(args)} ({exc}); see "
-                          "'overfeat train regressor --help'") from None  # fmt: skip
-
-
 def train_regressor_cached(classifier: Path, data: Path, kind: str, args, cache: Path) -> Path:
     """Train (or reuse, or resume) a ``kind`` regressor on ``classifier`` under ``cache``."""
-    from dataclasses import replace
-
-    from overfeat.engine.checkpoint import find_latest_valid
-    from overfeat.engine.regressor import REGRESSOR_REQUIRED_KEYS, train_regressor
-
-    probe = _regressor_config(classifier, data, kind, args, cache / "probe")
-    run = cache / f"regressor-{kind}-{classifier.name}-{config_key(probe)}"
-    found = find_latest_valid(run, required=REGRESSOR_REQUIRED_KEYS) if run.is_dir() else None
-    if found is None or found[1]["progress"]["epoch"] < probe.epochs:
-        print(f"training the {kind.upper()} regressor into {run}", flush=True)
-        train_regressor(replace(probe, out=str(run)), resume="auto")
-    return run
+    return train_spatial_cached("regressor", classifier, data, ("--type", kind, *args), cache,
+                                f"regressor-{kind}-{classifier.name}", "--regressor-args")  # fmt: skip
 
 
 def _resolve(request: Figure9Request):
@@ -396,17 +374,11 @@ def reproduce_figure9(request: Figure9Request) -> Path:
               f"({status})", flush=True)  # fmt: skip
 
     frame = pd.DataFrame(table, columns=list(COLUMNS))
-    out_dir = Path(request.reports) / "figure9"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = out_dir / f"{name}.csv"
-    frame.to_csv(csv_path, index=False)
     if request.data is None:
         notes.insert(0, "A toy classifier and toy regressors on a 10-class synthetic set: these "
                      "are not the paper's numbers; what can match at this scale is the direction "
                      "of each comparison.")  # fmt: skip
     meta = {
-        "artifact": "figure9",
-        "run": name,
         "data_description": data_desc,
         "networks_description": "; ".join(
             labels[k] for k in ("classifier", "scr", "pcr") if k in labels
@@ -417,6 +389,6 @@ def reproduce_figure9(request: Figure9Request) -> Path:
         "notes": notes,
         "rows": {row: {k: v for k, v in r.items() if k != "reused"} for row, r in records.items()},
     }
-    csv_path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    csv_path = write_run(request.reports, "figure9", name, frame, meta)
     print(f"Figure 9 written to {csv_path} in {time.perf_counter() - started:.0f} s", flush=True)
     return csv_path

@@ -32,6 +32,7 @@ __all__ = [
     "parse_checkpoints",
     "train_config",
     "train_missing",
+    "train_spatial_cached",
 ]
 
 
@@ -241,3 +242,32 @@ def train_missing(
             refs.append(_checked_run(run, arch, num_classes, "--train"))
         out[arch] = refs
     return out
+
+
+def train_spatial_cached(what: str, classifier: Path, data: Path, args: Sequence[str],
+                         cache: Path, name: str, flag: str) -> Path:  # fmt: skip
+    """Train (or reuse, or resume) an ``overfeat train regressor|detector`` run (``what``) on the
+    classifier run ``classifier`` with ``args``, in ``cache/<name>-<config hash>``; a flag it
+    cannot read is a :class:`SourceError` naming ``flag``."""
+    from overfeat.engine.checkpoint import find_latest_valid
+    from overfeat.engine.cli import build_spatial_config
+
+    if what == "regressor":
+        from overfeat.engine.regressor import REGRESSOR_REQUIRED_KEYS as required
+        from overfeat.engine.regressor import train_regressor as train
+    else:
+        from overfeat.engine.detector import DETECTOR_REQUIRED_KEYS as required
+        from overfeat.engine.detector import train_detector as train
+    argv = ["train", what, "--classifier", str(classifier), "--data", str(data),
+            "--out", str(Path(cache) / "probe"), *args]  # fmt: skip
+    try:
+        probe = build_spatial_config(argv)
+    except (SystemExit, ValueError) as exc:
+        raise SourceError(f"{flag}: cannot read {list(args)} ({exc}); see 'overfeat train "
+                          f"{what} --help'") from None  # fmt: skip
+    run = Path(cache) / f"{name}-{config_key(probe)}"
+    found = find_latest_valid(run, required=required) if run.is_dir() else None
+    if found is None or found[1]["progress"]["epoch"] < probe.epochs:
+        print(f"training the {name.split('-')[0]} into {run}", flush=True)
+        train(replace(probe, out=str(run)), resume="auto")
+    return run

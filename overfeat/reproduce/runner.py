@@ -279,3 +279,16 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     with open(tmp, "wb") as f:
         np.save(f, array)
     os.replace(tmp, path)
+
+
+def write_run(reports: str | Path, artifact: str, run: str, frame, meta: dict) -> Path:
+    """Write one reproduction's source of truth: ``reports/<artifact>/<run>.csv`` (the table,
+    ``frame``) and ``<run>.json`` (``meta`` after its artifact and run names), which
+    :func:`evaluation.render.read_run` reads back → the CSV's path."""
+    out = Path(reports) / artifact
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / f"{run}.csv"
+    frame.to_csv(csv_path, index=False)
+    text = json.dumps({"artifact": artifact, "run": run, **meta}, indent=2) + "\n"
+    csv_path.with_suffix(".json").write_text(text, encoding="utf-8")
+    return csv_path

@@ -9,7 +9,6 @@ plot from them.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -36,7 +35,13 @@ from overfeat.reproduce.networks import (
     parse_checkpoints,
     train_missing,
 )
-from overfeat.reproduce.runner import RunOptions, protocol_summary, run_row, validation_samples
+from overfeat.reproduce.runner import (
+    RunOptions,
+    protocol_summary,
+    run_row,
+    validation_samples,
+    write_run,
+)
 from overfeat.scales import TABLE2_PROTOCOLS
 
 __all__ = ["COLUMNS", "Table2Request", "reproduce_table2"]
@@ -226,16 +231,10 @@ def reproduce_table2(request: Table2Request) -> Path:
               f"({status})", flush=True)  # fmt: skip
 
     frame = pd.DataFrame(table, columns=list(COLUMNS))
-    out_dir = Path(request.reports) / "table2"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = out_dir / f"{name}.csv"
-    frame.to_csv(csv_path, index=False)
     if request.data is None:
         notes.insert(0, "Toy networks on a 10-class synthetic set: these are not the paper's "
                      "numbers; what can match at this scale is the direction of each comparison.")  # fmt: skip
     meta = {
-        "artifact": "table2",
-        "run": name,
         "data_description": data_desc,
         "networks_description": net_desc,
         "command": request.command,
@@ -245,7 +244,7 @@ def reproduce_table2(request: Table2Request) -> Path:
         "notes": notes,
         "rows": {row: {k: v for k, v in r.items() if k != "reused"} for row, r in records.items()},
     }
-    csv_path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    csv_path = write_run(request.reports, "table2", name, frame, meta)
     print(f"Table 2 written to {csv_path} in {time.perf_counter() - started:.0f} s", flush=True)
     return csv_path
 

@@ -9,7 +9,6 @@ the networks' specifications alone (:mod:`overfeat.geometry`) and the chosen sca
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import date
 from pathlib import Path
 
@@ -109,22 +108,17 @@ NOTES = {
 
 def write_table(name: str, reports: str | Path, command: str = "") -> Path:
     """Write ``reports/<name>/reproduced.csv`` and ``.json`` for ``table4`` or ``table5``."""
+    from overfeat.reproduce.runner import write_run
+
     frame = {"table4": table4_frame, "table5": table5_frame}[name]()
-    out = Path(reports) / name
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "reproduced.csv"
-    frame.to_csv(path, index=False)
     meta = {
-        "artifact": name,
-        "run": "reproduced",
         "data_description": "none: the layer arithmetic of overfeat.models",
         "networks_description": "fast (Table 1) and accurate (Table 3) at full width",
         "command": command,
         "created": date.today().isoformat(),
         "notes": NOTES[name],
     }
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_run(reports, name, "reproduced", frame, meta)
 
 
 # ----------------------------------------------------------------------------- overfeat geometry
