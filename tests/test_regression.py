@@ -197,6 +197,23 @@ def test_half_the_box_inside_is_trained():
     assert not trained[0, 6]  # x 72..292: 38 of 100
 
 
+def test_a_window_inside_a_larger_box_is_trained():
+    # REGRESSOR_OVERLAP_RULE: the overlap is over the smaller of box and window; a box larger
+    # than the window counts the part of the window it covers
+    windows = window_boxes(ACCURATE, (389, 461))  # 15 x 21 windows of side 221, 12 px apart
+    whole = torch.tensor([[0, 0, 460, 388]])  # the whole image: every window lies inside it
+    assert regression_targets(whole, windows, 221)[1].all()
+    box = torch.tensor([[0, 0, 300, 388]])  # 301 x 389, larger than a window
+    targets, trained = regression_targets(box, windows, 221)
+    # c = 15 spans x 180..400: columns 180..300, 121 of the window's 221 ≥ 0.5; edge offsets
+    # 0 − 180, 0 − 0, 300 − 400, 388 − 220, over 221
+    assert trained[0, 15] and trained[14, 15]
+    np.testing.assert_allclose(targets[0, 15].numpy(), np.array([-180, 0, -100, 168]) / 221)
+    # c = 16 spans x 192..412: 109 of 221 < 0.5, left out
+    assert not trained[:, 16:].any()
+    assert trained[:, :16].all()
+
+
 def test_each_window_targets_the_box_it_sees_most_of():
     windows = window_boxes(ACCURATE, (389, 461))
     boxes = torch.tensor([[0, 0, 99, 99], [200, 0, 299, 99]])

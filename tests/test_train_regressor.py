@@ -199,7 +199,9 @@ def _loss_over_training_images(regressor, network, dataset) -> float:
 
 def test_a_toy_regressor_ends_below_the_untrained_one_s_loss(data, classifier, tmp_path):
     out = tmp_path / "run"
-    train_spatial(RegressorTask, _config(data, classifier, out, epochs=4), env=CPU)
+    # 4 epochs of a few tiny images on the two smallest scales, where they have most of their
+    # trained windows
+    train_spatial(RegressorTask, _config(data, classifier, out, epochs=4, scales=(1, 2)), env=CPU)
     network = load_classifier_of(out)
     trained = load_regressor(out, network)
     untrained = BoxRegressor(network.spec, "scr", CLASSES, TOY_WIDTH).eval()  # predicts windows
@@ -303,7 +305,7 @@ def test_build_spatial_config_reads_the_command_s_flags_over_the_recipe(data, cl
     config = build_spatial_config(_argv(data, classifier, "out", "--type", "pcr", "--scales", "1,3"))
     assert config == regressor_recipe("toy", classifier=str(classifier.resolve()), data=str(data),
                                       out="out", kind="pcr", scales=(1, 3), batch_size=4,
-                                      lr=2e-2 * 4 / 16, workers=0, epochs=1, progress=False,
+                                      lr=5e-3 * 4 / 16, workers=0, epochs=1, progress=False,
                                       device="cpu")  # fmt: skip
     with pytest.raises(SystemExit):
         build_spatial_config(["train", "regressor", "--data", str(data)])  # no --classifier
@@ -370,3 +372,18 @@ def test_two_gloo_processes_train_the_regressor_as_one_process_does(data, classi
     assert [r["windows"] for r in ra if r["kind"] == "train"] == [
         r["windows"] for r in rb if r["kind"] == "train"
     ]
+
+
+def test_a_regressors_cache_key_names_the_rule_it_was_trained_under(tmp_path, monkeypatch):
+    # a regressor trained under an earlier REGRESSOR_OVERLAP_RULE is trained again, not reused
+    from dataclasses import replace
+
+    from overfeat.engine.regressor import RegressorConfig
+    from overfeat.reproduce.networks import config_key
+
+    config = _config(tmp_path / "data", tmp_path / "cls", tmp_path / "out")
+    key = config_key(config)
+    assert config_key(replace(config, out=str(tmp_path / "elsewhere"), workers=2)) == key
+    assert config_key(replace(config, lr=config.lr / 2)) != key
+    monkeypatch.setattr(RegressorConfig, "TARGETS", "an earlier rule")
+    assert config_key(config) != key

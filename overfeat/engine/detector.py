@@ -79,11 +79,12 @@ IGNORE = -1
 
 # Decision DETECTOR_POSITIVE_RULE (FACTS §6.5: the paper gives no thresholds). A window is a
 # positive of class c when it sees at least POSITIVE_MIN_INSIDE of a box of class c (the
-# regressor's rule, REGRESSOR_OVERLAP_RULE, so the windows that learn "object here" are those
-# whose boxes the regressor learns) and that visible part covers at least POSITIVE_MIN_COVER of
-# the window's area: a box under about 45% of the window's side is left to a larger scale, as
-# a 231-pixel training crop of §3.1 never held an object that small. Several qualifying boxes:
-# the class of the one covering most of the window (the first on a tie).
+# regressor's threshold, REGRESSOR_OVERLAP_RULE, taken on the box's side only: a window inside
+# an object larger than itself sees only a part of it, and is left to a smaller scale) and that
+# visible part covers at least POSITIVE_MIN_COVER of the window's area: a box under about 45%
+# of the window's side is left to a larger scale, as a 231-pixel training crop of §3.1 never
+# held an object that small. Several qualifying boxes: the class of the one covering most of
+# the window (the first on a tie).
 POSITIVE_MIN_INSIDE = REGRESSOR_OVERLAP
 POSITIVE_MIN_COVER = 0.2
 

@@ -210,6 +210,9 @@ def config_key(config) -> str:
     for k, neutral in KEY_NEUTRAL_DEFAULTS.items():
         if k in d and d[k] == neutral:
             del d[k]
+    targets = getattr(type(config), "TARGETS", None)  # a regressor's training rule
+    if targets is not None:
+        d["targets"] = targets
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
