@@ -273,8 +273,8 @@ def regression_targets(
         return windows.new_zeros(windows.shape, dtype=torch.float64), windows.new_zeros(
             windows.shape[:2], dtype=torch.bool
         )
-    inside = field_overlap(boxes, windows)  # (H', W', M)
-    best, which = inside.max(dim=-1)  # the first maximum on a tie
+    overlap = field_overlap(boxes, windows)  # (H', W', M)
+    best, which = overlap.max(dim=-1)  # the first maximum on a tie
     return encode_boxes(boxes.double()[which], windows, side), best >= REGRESSOR_OVERLAP
 
 

@@ -57,13 +57,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from overfeat.data.decode import (
     DRAFT_SHORT_SIDE_FACTOR,
     CorruptImage,
     SkipCounter,
     decode_rgb,
+    pil_errors_as_corrupt,
     plain_jpeg,
 )
 from overfeat.data.transforms import sample_rng, shorter_side_size
@@ -456,7 +457,7 @@ def _inspect(path: str, short_side: int) -> tuple[str, str, int, int, bytes]:
     """``(format, mode, H, W, bytes)`` of ``path`` from its header: ``(H, W)`` is the size
     :func:`~overfeat.data.decode.decode_rgb` decodes at (after the same ``draft``). Raises
     :class:`CorruptImage` where decode_rgb would already fail at opening."""
-    try:
+    with pil_errors_as_corrupt(path):
         with open(path, "rb") as f:
             data = f.read()
         if not data:
@@ -467,12 +468,6 @@ def _inspect(path: str, short_side: int) -> tuple[str, str, int, int, bytes]:
                 want = DRAFT_SHORT_SIDE_FACTOR * short_side
                 img.draft("RGB", (want, want))  # header only: sets the size, decodes nothing
             width, height = img.size
-    except CorruptImage:
-        raise
-    except UnidentifiedImageError:
-        raise CorruptImage(path, "not an image format PIL recognises") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise CorruptImage(path, f"{type(exc).__name__}: {exc}") from None
     return fmt or "", mode, height, width, data
 
 

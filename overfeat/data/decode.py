@@ -13,6 +13,8 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -20,11 +22,13 @@ from PIL import Image, UnidentifiedImageError
 
 __all__ = [
     "DRAFT_SHORT_SIDE_FACTOR",
+    "PIL_ERRORS",
     "CorruptImage",
     "CorruptImageWarning",
     "SkipCounter",
     "decode_rgb",
     "decode_uint8",
+    "pil_errors_as_corrupt",
     "plain_jpeg",
 ]
 
@@ -43,6 +47,24 @@ class CorruptImage(Exception):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: cannot decode image ({reason})")
+
+
+# What PIL raises for a file it cannot read: truncation and bad markers as OSError, some
+# malformed headers as SyntaxError/ValueError, an absurd size as DecompressionBombError.
+PIL_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+@contextmanager
+def pil_errors_as_corrupt(path: str | os.PathLike) -> Iterator[None]:
+    """Inside the block, PIL's failures to read ``path`` become :class:`CorruptImage`."""
+    try:
+        yield
+    except CorruptImage:
+        raise
+    except UnidentifiedImageError:
+        raise CorruptImage(path, "not an image format PIL recognises") from None
+    except PIL_ERRORS as exc:
+        raise CorruptImage(path, f"{type(exc).__name__}: {exc}") from None
 
 
 class CorruptImageWarning(UserWarning):
@@ -65,7 +87,7 @@ def decode_rgb(
 
     Raises :class:`CorruptImage` for an empty, truncated, unidentifiable or otherwise broken file.
     """
-    try:
+    with pil_errors_as_corrupt(path):
         if (len(data) if data is not None else os.path.getsize(path)) == 0:
             raise CorruptImage(path, "empty file")
         with Image.open(path if data is None else io.BytesIO(data)) as img:
@@ -85,14 +107,6 @@ def decode_rgb(
                 # 16-bit grayscale: PIL's convert("RGB") clips instead of scaling.
                 img = img.point(lambda v: v / 256).convert("L")
             return img.convert("RGB")
-    except CorruptImage:
-        raise
-    except UnidentifiedImageError:
-        raise CorruptImage(path, "not an image format PIL recognises") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        # PIL reports truncation and bad markers as OSError, some malformed headers as
-        # SyntaxError/ValueError.
-        raise CorruptImage(path, f"{type(exc).__name__}: {exc}") from None
 
 
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
@@ -122,7 +136,7 @@ def _fast_jpeg(data: bytes, short_side: int | None) -> torch.Tensor | None:
     try:
         with Image.open(io.BytesIO(data)) as header:  # the header only: mode and size
             mode, size = header.mode, header.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except PIL_ERRORS:
         return None
     if not plain_jpeg(data, mode):
         return None

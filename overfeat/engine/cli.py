@@ -192,8 +192,9 @@ def _register_spatial(what) -> None:
         help="train the localization regressor (§4.2) on a classifier's frozen layers 1-5",
         description="Layers 1-5 of the classifier run's newest checkpoint are frozen; an SCR or "
         "PCR regressor learns an l2 loss on every window that overlaps a box by at least half "
-        "of the smaller of the two (decision REGRESSOR_OVERLAP_RULE), at the test scales. The paper gives no optimiser settings for it: --recipe paper and "
-        "--recipe toy are named choices (decision REGRESSOR_RECIPE).",
+        "of the smaller of the two (decision REGRESSOR_OVERLAP_RULE), at the test scales. The "
+        "paper gives no optimiser settings for it: --recipe paper and --recipe toy are named "
+        "choices (decision REGRESSOR_RECIPE).",
     )
     _spatial_arguments(p, "regressor")
     p.add_argument("--type", dest="kind", choices=("scr", "pcr"), default="scr",

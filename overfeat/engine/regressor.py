@@ -108,8 +108,9 @@ class RegressorConfig(SpatialConfig):
 #   (lr 2e-2: 5e-3 ended 8 epochs at 0.201, 2e-2 at 0.186, 5e-2 stalled at 0.23), SCR's top-5
 #   localization error was 65.8 / 63.3 / 65.8 / 75.8% at 1–4 scales, no better than each window's
 #   own box at 1–2 scales: at scales 4 and 6 it extrapolated. On all four scales at lr 5e-3 (the
-#   gate's rate, GATE_REGRESSOR_LR; 2e-2 not tried there): 55.8 / 50.8 / 53.3 / 62.5%, against 65.0 / 62.5 / 73.3 / 88.3 for the windows' own boxes and 71.7 / 71.7 / 72.5 /
-#   74.2 for the whole image.
+#   gate's rate, GATE_REGRESSOR_LR; 2e-2 not tried there): 55.8 / 50.8 / 53.3 / 62.5%, against
+#   65.0 / 62.5 / 73.3 / 88.3 for the windows' own boxes and 71.7 / 71.7 / 72.5 / 74.2 for the
+#   whole image.
 REGRESSOR_RECIPES: dict[str, dict] = {
     "paper": {
         "scales": (1, 2, 3, 4, 5, 6),

@@ -64,6 +64,13 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+def _train_flag(p: argparse.ArgumentParser, what: str = "what is missing") -> None:
+    """``--train FLAGS...``: train ``what`` first, every later flag going to the trainer."""
+    p.add_argument("--train", nargs=argparse.REMAINDER, default=None, metavar="TRAIN_FLAGS",
+                   help=f"train {what} first; every flag after it goes to 'overfeat train "
+                   "classifier' (put it last)")  # fmt: skip
+
+
 def _options(args: argparse.Namespace):
     from overfeat.reproduce.runner import RunOptions
 
@@ -105,9 +112,7 @@ def register(subparsers) -> None:
     t2.add_argument("--name", default=None, help="the report's name (default from the sources)")
     _run_flags(t2)
     _common(t2)
-    t2.add_argument("--train", nargs=argparse.REMAINDER, default=None, metavar="TRAIN_FLAGS",
-                    help="train the missing networks first; every flag after it goes to "
-                    "'overfeat train classifier' (put it last)")  # fmt: skip
+    _train_flag(t2, "the missing networks")
     t2.set_defaults(func=_run_table2)
 
     f9 = what.add_parser(
@@ -136,9 +141,7 @@ def register(subparsers) -> None:
     f9.add_argument("--name", default=None, help="the report's name (default from the sources)")
     _run_flags(f9)
     _common(f9)
-    f9.add_argument("--train", nargs=argparse.REMAINDER, default=None, metavar="TRAIN_FLAGS",
-                    help="train what is missing first; every flag after it goes to 'overfeat "
-                    "train classifier' (put it last)")  # fmt: skip
+    _train_flag(f9)
     f9.set_defaults(func=_run_figure9)
 
     det = what.add_parser(
@@ -163,9 +166,7 @@ def register(subparsers) -> None:
     det.add_argument("--name", default=None, help="the report's name (default from the data)")
     _run_flags(det)
     _common(det)
-    det.add_argument("--train", nargs=argparse.REMAINDER, default=None, metavar="TRAIN_FLAGS",
-                     help="train what is missing first; every flag after it goes to 'overfeat "
-                     "train classifier' (put it last)")  # fmt: skip
+    _train_flag(det)
     det.set_defaults(func=_run_detection)
 
     for name, title in (("table4", "Table 4: parameters and connections"),
@@ -192,9 +193,7 @@ def register(subparsers) -> None:
                        help="the devkit's meta.mat, with --release-weights")  # fmt: skip
     _run_flags(every)
     _common(every)
-    every.add_argument("--train", nargs=argparse.REMAINDER, default=None, metavar="TRAIN_FLAGS",
-                       help="train what is missing first; every flag after it goes to 'overfeat "
-                       "train classifier' (put it last)")  # fmt: skip
+    _train_flag(every)
     every.set_defaults(func=_run_all, parser=rep)
 
     r = what.add_parser("report", help="re-render every report from its saved CSV/JSON")
