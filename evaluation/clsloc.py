@@ -122,9 +122,17 @@ class ClsLocResult:
         return self.cls_error_by_guesses[-1]
 
     def to_dict(self) -> dict:
+        """The numbers by name: ``loc_error_1`` / ``loc_error_5`` (localization error with 1 and
+        5 guesses), ``cls_error_1`` / ``cls_error_5`` (classification error with 1 and 5
+        guesses, boxes not looked at); ``loc_error`` and ``cls_error`` are the 5-guess values
+        under their earlier names; ``*_by_guesses`` hold all five."""
         return {
             "loc_error": self.loc_error,
             "cls_error": self.cls_error,
+            "loc_error_1": self.loc_error_by_guesses[0],
+            "loc_error_5": self.loc_error_by_guesses[-1],
+            "cls_error_1": self.cls_error_by_guesses[0],
+            "cls_error_5": self.cls_error_by_guesses[-1],
             "loc_error_by_guesses": list(self.loc_error_by_guesses),
             "cls_error_by_guesses": list(self.cls_error_by_guesses),
             "num_images": self.num_images,

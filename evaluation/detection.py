@@ -149,12 +149,17 @@ def average_precision(
 @dataclass(frozen=True)
 class DetResult:
     """``ap``: ``(C,)`` AP per class (NaN: no positives); ``npos``: ``(C,)``; ``num_dets``: ``(C,)``
-    detections counted (blacklisted ones excluded); ``ignored``: blacklisted detections."""
+    detections counted (blacklisted ones excluded); ``ignored``: blacklisted detections;
+    ``num_images``: images evaluated and ``images_without_detections``: those of them without a
+    single detection (their boxes can only be misses), both None when the caller did not say
+    how many images there are."""
 
     ap: np.ndarray
     npos: np.ndarray
     num_dets: np.ndarray
     ignored: int
+    num_images: int | None = None
+    images_without_detections: int | None = None
 
     @property
     def mean_ap(self) -> float:
@@ -178,12 +183,14 @@ def evaluate_detection(
     num_classes: int,
     blacklist: np.ndarray | None = None,
     class_names: tuple[str, ...] | None = None,
+    num_images: int | None = None,
 ) -> DetResult:
     """DET AP per class, as ``eval_detection.m``.
 
     det_image: ``(D,)`` position of the image in the evaluation list (0-based; this is also the
     tie order across images); det_label ``(D,)`` 0..C-1; det_conf ``(D,)``; det_boxes ``(D, 4)``;
-    gt_*: ``(M,)``/``(M, 4)``; blacklist: ``(B, 2)`` int (image position, class) pairs or None.
+    gt_*: ``(M,)``/``(M, 4)``; blacklist: ``(B, 2)`` int (image position, class) pairs or None;
+    num_images: the length of the evaluation list, to count its images without a detection.
     """
     det_image = np.asarray(det_image, dtype=np.int64)
     det_label = np.asarray(det_label, dtype=np.int64)
@@ -192,6 +199,8 @@ def evaluate_detection(
     gt_image = np.asarray(gt_image, dtype=np.int64)
     gt_label = np.asarray(gt_label, dtype=np.int64)
     gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    # Counted before the blacklist: an image whose only detections are blacklisted still had some.
+    without = None if num_images is None else num_images - len(np.unique(det_image))
     ignored = 0
     if blacklist is not None and len(blacklist):
         bl = np.unique(np.asarray(blacklist, dtype=np.int64).reshape(-1, 2), axis=0)
@@ -221,4 +230,5 @@ def evaluate_detection(
             f"left out of mAP): {', '.join(names)}{' ...' if len(empty) > 10 else ''}",
             stacklevel=2,
         )
-    return DetResult(ap, npos, np.bincount(det_label, minlength=num_classes), ignored)
+    num_dets = np.bincount(det_label, minlength=num_classes)
+    return DetResult(ap, npos, num_dets, ignored, num_images, without)

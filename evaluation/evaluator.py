@@ -207,10 +207,21 @@ class DetEvaluator:
         result = evaluate_detection(
             image[order], label[order], score[order], boxes[order],
             t.box_image, t.box_labels, t.boxes, self.num_classes, self.blacklist,
+            num_images=len(t.images),
         )  # fmt: skip
+        without = result.images_without_detections
+        if without:
+            warnings.warn(
+                f"{without:,} of {len(t.images):,} images have no detection (not processed, or "
+                "processed with none); their objects count as misses",
+                stacklevel=2,
+            )
         return {
             "mAP": result.mean_ap,
+            "mean_ap": result.mean_ap,
             "median_ap": result.median_ap,
             "ap": {str(k + 1): float(v) for k, v in enumerate(result.ap)},
             "duplicates_dropped": duplicates,
+            "num_images": len(t.images),
+            "images_without_detections": without,
         }

@@ -4,7 +4,8 @@
 Ground truth (annotation XML folders and ``LOC_val_solution.csv`` are in evaluation/annotations.py):
 
 - ``ILSVRC2012_validation_ground_truth.txt``: one ILSVRC2012_ID per line, image-name order;
-- DET image lists ``<image_name> <image_index>`` (index = line number);
+- DET image lists ``<image_name> <image_index>``: the devkit's own lists number their lines
+  1, 2, 3, ...; a sub-list keeps the indices of the list it was cut from (any order, no repeats);
 - CLS-LOC blacklist: one 1-based validation image index per line;
 - DET blacklist: ``<image_index> <WNID>`` per line.
 
@@ -27,7 +28,7 @@ import math
 import re
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,8 @@ __all__ = [
     "clsloc_image_name",
     "read_ground_truth_txt",
     "write_ground_truth_txt",
+    "ImageList",
+    "read_image_index",
     "read_image_list",
     "write_image_list",
     "read_clsloc_blacklist",
@@ -145,31 +148,71 @@ def write_ground_truth_txt(path: str | Path, labels: np.ndarray) -> None:
     Path(path).write_text("".join(f"{int(v)}\n" for v in labels), encoding="utf-8")
 
 
-def read_image_list(path: str | Path) -> list[str]:
-    """A DET list ``<image_name> <image_index>``; returns names, position = index - 1. The devkit's
-    index is the line number, so indices must run 1, 2, 3, ... (anything else is refused)."""
+@dataclass(frozen=True)
+class ImageList:
+    """A DET image list in file order: ``names`` ``(I,)``, ``indices`` ``(I,)`` int64 (the index a
+    submission and a blacklist use for the image), ``lines`` ``(I,)`` line numbers."""
+
+    path: Path
+    names: tuple[str, ...]
+    indices: np.ndarray
+    lines: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def name_of(self) -> dict[int, str]:
+        """``{image index: image name}``."""
+        return dict(zip(self.indices.tolist(), self.names))
+
+
+def read_image_index(path: str | Path) -> ImageList:
+    """A DET list ``<image_name> <image_index>`` with any positive indices: a sub-list of a
+    devkit list (a few hundred of val2's images, say) keeps the indices its images have there,
+    so they need not run 1, 2, 3. A name or an index listed twice is refused with both lines
+    (two names for one index would make a detection ambiguous)."""
     path = Path(path)
-    names = []
-    first_line: dict[str, int] = {}
+    names, indices, lines = [], [], []
+    line_of_name: dict[str, int] = {}
+    line_of_index: dict[int, int] = {}
     for lineno, text in _lines(path):
         parts = text.split()
         where = f"{path}:{lineno}"
         if len(parts) != 2:
             raise ValueError(f"{where}: expected '<image_name> <image_index>', got {text[:60]!r}")
-        if parts[0] in first_line:
+        if parts[0] in line_of_name:
             raise ValueError(
-                f"{where}: image {parts[0]} already listed on line {first_line[parts[0]]}; "
+                f"{where}: image {parts[0]} already listed on line {line_of_name[parts[0]]}; "
                 "list each image once"
             )
-        first_line[parts[0]] = lineno
         index = _integer(parts[1], where, "an image index")
-        if index != len(names) + 1:
+        if index < 1:
+            raise ValueError(f"{where}: image index {index} < 1 (indices are 1-based)")
+        if index in line_of_index:
             raise ValueError(
-                f"{where}: image index {index}, expected {len(names) + 1} (indices "
-                "must run 1, 2, 3, ... in file order)"
+                f"{where}: image index {index} already used on line {line_of_index[index]}; "
+                "give each image its own index (the one it has in the devkit's list)"
             )
+        line_of_name[parts[0]] = line_of_index[index] = lineno
         names.append(parts[0])
-    return names
+        indices.append(index)
+        lines.append(lineno)
+    return ImageList(path, tuple(names), np.array(indices, dtype=np.int64), tuple(lines))
+
+
+def read_image_list(path: str | Path) -> list[str]:
+    """A DET list ``<image_name> <image_index>`` whose indices run 1, 2, 3, ... in file order
+    (the devkit's own lists); returns names, position = index - 1. Callers that pair images by
+    position need exactly that; :func:`read_image_index` reads a sub-list with any indices."""
+    listed = read_image_index(path)
+    for k, (index, lineno) in enumerate(zip(listed.indices.tolist(), listed.lines)):
+        if index != k + 1:
+            raise ValueError(
+                f"{listed.path}:{lineno}: image index {index}, expected {k + 1} (indices "
+                "must run 1, 2, 3, ... in file order here; python -m evaluation det reads "
+                "sub-lists with any indices)"
+            )
+    return list(listed.names)
 
 
 def write_image_list(path: str | Path, names: list[str]) -> None:
@@ -191,8 +234,9 @@ def read_clsloc_blacklist(path: str | Path) -> np.ndarray:
     return np.unique(np.array(out, dtype=np.int64))
 
 
-def read_det_blacklist(path: str | Path) -> list[tuple[int, str]]:
-    """``[(image_index, WNID), ...]`` (2014 kit: 409 lines)."""
+def read_det_blacklist(path: str | Path, lines: bool = False) -> list[tuple]:
+    """``[(image_index, WNID), ...]`` (2014 kit: 409 lines); with ``lines``,
+    ``[(line number, image_index, WNID), ...]`` so that a caller's error can name the line."""
     path = Path(path)
     out = []
     for lineno, text in _lines(path):
@@ -200,7 +244,8 @@ def read_det_blacklist(path: str | Path) -> list[tuple[int, str]]:
         parts = text.split()
         if len(parts) != 2 or not _WNID.match(parts[1]):
             raise ValueError(f"{where}: expected '<image_index> <WNID>', got {text[:60]!r}")
-        out.append((_integer(parts[0], where, "an image index"), parts[1]))
+        row = (_integer(parts[0], where, "an image index"), parts[1])
+        out.append((lineno, *row) if lines else row)
     return out
 
 
@@ -288,10 +333,12 @@ def is_kaggle_csv(path: str | Path) -> bool:
 
 @dataclass(frozen=True)
 class KaggleGuesses:
-    """One image's Kaggle guesses: ``wnids`` ``(G,)`` and ``boxes`` ``(G, 4)`` float64."""
+    """One image's Kaggle guesses: ``wnids`` ``(G,)`` and ``boxes`` ``(G, 4)`` float64; ``line``:
+    the file line they were read from (0 when built in memory), for errors about a guess."""
 
     wnids: tuple[str, ...]
     boxes: np.ndarray
+    line: int = field(default=0, compare=False)
 
 
 def read_kaggle_submission(path: str | Path, max_guesses: int = 5) -> dict[str, KaggleGuesses]:
@@ -336,7 +383,7 @@ def read_kaggle_submission(path: str | Path, max_guesses: int = 5) -> dict[str, 
                     ],
                     dtype=np.float64,
                 ).reshape(-1, 4)
-            out[image] = KaggleGuesses(wnids, boxes)
+            out[image] = KaggleGuesses(wnids, boxes, reader.line_num)
     return out
 
 
@@ -367,8 +414,11 @@ class DetSubmission:
         return len(self.image_index)
 
 
-def _det_diagnose(path: Path, num_images: int | None, num_classes: int) -> None:
+def _det_diagnose(
+    path: Path, num_images: int | None, num_classes: int, image_list: ImageList | None = None
+) -> None:
     """Slow path: find and report the first bad line (the fast path only knows something is)."""
+    listed = set(image_list.indices.tolist()) if image_list is not None else None
     for lineno, text in _lines(path):
         where = f"{path}:{lineno}"
         tokens = text.split()
@@ -384,17 +434,26 @@ def _det_diagnose(path: Path, num_images: int | None, num_classes: int) -> None:
                 f"{where}: image index {index} is not in the image list (1..{num_images}); "
                 "submit detections only for listed images"
             )
+        if listed is not None and index not in listed:
+            raise ValueError(
+                f"{where}: image index {index} is not in the image list {image_list.path}; "
+                "submit detections only for listed images, or list the image there"
+            )
         if not 1 <= det_id <= num_classes:
             raise ValueError(f"{where}: DET_ID {det_id} outside 1..{num_classes}")
     raise ValueError(f"{path}: unreadable; expected {_DET_LINE} per line")
 
 
 def read_det_submission(
-    path: str | Path, num_images: int | None = None, num_classes: int = 200
+    path: str | Path,
+    num_images: int | None = None,
+    num_classes: int = 200,
+    image_list: ImageList | None = None,
 ) -> DetSubmission:
     """Read a DET submission; millions of lines take seconds (numpy's C reader), and any bad line
     is then located and reported with its line number. ``num_images``: refuse image indices
-    outside ``1..num_images`` (the devkit would crash with an index error)."""
+    outside ``1..num_images`` (the devkit would crash with an index error); ``image_list``: refuse
+    image indices that the list does not hold (a sub-list's indices need not run 1, 2, 3)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -405,7 +464,7 @@ def read_det_submission(
                 path, dtype=np.float64, ndmin=2, comments=None, encoding=TEXT_ENCODING
             )
     except ValueError:
-        _det_diagnose(path, num_images, num_classes)
+        _det_diagnose(path, num_images, num_classes, image_list)
         raise
     if data.size == 0:
         # The devkit crashes on an empty file (img_ids(1)); here it is a submission with no
@@ -413,13 +472,15 @@ def read_det_submission(
         warnings.warn(f"{path}: no detections", stacklevel=2)
         data = np.zeros((0, 7))
     if data.shape[1] != 7 or not np.isfinite(data).all():
-        _det_diagnose(path, num_images, num_classes)
+        _det_diagnose(path, num_images, num_classes, image_list)
     ints = data[:, :2]
     bad = (ints != np.round(ints)).any(axis=1) | (data[:, 1] < 1) | (data[:, 1] > num_classes)
     if num_images is not None:
         bad |= (data[:, 0] < 1) | (data[:, 0] > num_images)
+    if image_list is not None:
+        bad |= ~np.isin(data[:, 0], image_list.indices)
     if bad.any():
-        _det_diagnose(path, num_images, num_classes)
+        _det_diagnose(path, num_images, num_classes, image_list)
     return DetSubmission(
         data[:, 0].astype(np.int64), data[:, 1].astype(np.int64), data[:, 2], data[:, 3:7].copy()
     )

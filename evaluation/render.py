@@ -8,9 +8,12 @@ sees is rendered from those two files by this module, never typed:
   reproduced);
 - ``reports/README.md``: the index of every report;
 - the blocks of the project README between ``<!-- reproduce:NAME begin -->`` and
-  ``<!-- reproduce:NAME end -->`` markers.
+  ``<!-- reproduce:NAME end -->`` markers;
+- :func:`run_summary`: the few lines a run prints when it ends (each row's numbers and where
+  its report is), for the console and for logs.
 
-:func:`render_all` re-renders all of it from the saved files (``nox -s report``).
+A reproduction renders only its own run (:func:`render_run`); :func:`render_all` re-renders all
+of it, the index included, from the saved files (``nox -s report``).
 """
 
 from __future__ import annotations
@@ -30,12 +33,15 @@ __all__ = [
     "detection_plot",
     "figure9_markdown",
     "figure9_plot",
+    "ordinal",
     "readme_blocks",
     "render_all",
     "render_run",
+    "run_summary",
     "table2_markdown",
     "table2_plot",
     "update_readme",
+    "write_index",
 ]
 
 ARTIFACTS = ("table2", "figure9", "detection", "table4", "table5")
@@ -48,6 +54,13 @@ def _num(value, digits: int = 2, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def ordinal(n: int) -> str:
+    """``1`` → ``"1st"``, ``2`` → ``"2nd"``, ``3`` → ``"3rd"``, ``11`` → ``"11th"``, ``22`` →
+    ``"22nd"``."""
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _cell(value) -> str:
@@ -184,9 +197,13 @@ def table2_plot(table: pd.DataFrame, path: str | Path, title: str) -> Path:
         ax.set_xticks(x, table["row"], rotation=0, fontsize=8)
         ax.set_ylabel(f"{'top-1' if metric == 'top1' else 'top-5'} error (%)")
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8)
+    # One legend for both panels, in its own strip under the title: inside an axes it covers
+    # the bars of whichever row sits beneath it.
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.95), ncol=2,
+               fontsize=8, frameon=False)  # fmt: skip
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -327,11 +344,13 @@ def detection_markdown(table: pd.DataFrame, meta: dict, png_name: str | None = N
         "",
     ]
     classes = meta.get("classes", [])
+    names = meta.get("class_names") or [""] * len(classes)
     per_class = {row: rec.get("ap", []) for row, rec in meta.get("rows", {}).items()}
     if classes and per_class:
-        header = ["class", *per_class]
-        body = [[c, *(_num(100 * ap[i]) if i < len(ap) else "—" for ap in per_class.values())]
-                for i, c in enumerate(classes)]  # fmt: skip
+        header = ["class", *(["name"] if any(names) else []), *per_class]
+        body = [[c, *([n or "—"] if any(names) else []),
+                 *(_num(100 * ap[i]) if i < len(ap) else "—" for ap in per_class.values())]
+                for i, (c, n) in enumerate(zip(classes, names))]  # fmt: skip
         lines += ["## Average precision per class", "", markdown_table(header, body), ""]
     if png_name:
         lines += [f"![Detection: AP per class]({png_name})", ""]
@@ -349,6 +368,9 @@ def detection_plot(table: pd.DataFrame, meta: dict, path: str | Path, title: str
 
     rows = meta.get("rows", {})
     classes = meta.get("classes", [])
+    names = meta.get("class_names") or [""] * len(classes)
+    # The first name of a synset ("goldfish, Carassius auratus" → "goldfish") beside its WNID.
+    ticks = [f"{n.split(',')[0]} ({c})" if n else c for c, n in zip(classes, names)]
     fig, ax = plt.subplots(figsize=(9, 3.8))
     if rows and classes:
         first = np.asarray(next(iter(rows.values()))["ap"], dtype=float)
@@ -359,7 +381,7 @@ def detection_plot(table: pd.DataFrame, meta: dict, path: str | Path, title: str
             ap = 100 * np.asarray(rec["ap"], dtype=float)[order]
             ax.bar(x + i * width - 0.4 + width / 2, np.nan_to_num(ap), width,
                    label=f"{row} (mAP {100 * rec['mAP']:.1f})")  # fmt: skip
-        ax.set_xticks(x, [classes[j] for j in order], rotation=45, fontsize=7, ha="right")
+        ax.set_xticks(x, [ticks[j] for j in order], rotation=45, fontsize=7, ha="right")
     ax.set_ylabel("AP (%)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
@@ -379,6 +401,53 @@ def _plain_markdown(table: pd.DataFrame, meta: dict, title: str) -> str:
     for note in meta.get("notes", []):
         lines.append(f"- {note}")
     lines += ["", markdown_table(list(table.columns), table.values.tolist()), ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- console summary
+
+
+def _summary_rows(artifact: str, table: pd.DataFrame) -> list[str]:
+    lines = []
+    for r in table.to_dict("records"):
+        if artifact == "table2":
+            if r["comparable"] == "paper only":
+                continue
+            numbers = (f"top-1 {_num(r['top1_error'])}%, top-5 {_num(r['top5_error'])}% "
+                       f"(paper {_num(r['paper_top1_error'])} / {_num(r['paper_top5_error'])})")  # fmt: skip
+            done = not pd.isna(r["top1_error"])
+        elif artifact == "figure9":
+            paper = "" if pd.isna(r["paper_top5_loc_error"]) else f" (paper {_num(r['paper_top5_loc_error'])})"
+            numbers = f"top-5 localization error {_num(r['top5_loc_error'])}%{paper}"
+            done = not pd.isna(r["top5_loc_error"])
+        elif artifact == "detection":
+            if pd.isna(r["mAP"]):
+                if not pd.isna(r["paper_mAP"]):
+                    continue  # the paper's bars: in the report, not run here
+                done, numbers = False, ""
+            else:
+                done, numbers = True, f"mAP {_num(r['mAP'])}%"
+        else:
+            return []
+        label = r.get("bar") or r.get("system") or ""
+        label = f" ({label})" if artifact != "table2" and label else ""
+        note = r.get("note") if isinstance(r.get("note"), str) else ""
+        lines.append(f"  {r['row']}{label}: " + (numbers if done else note or "not run"))
+    return lines
+
+
+def run_summary(csv_path: str | Path) -> str:
+    """What a run prints when it ends: the run, each row's numbers (or why it has none), and
+    where its report is; the tables themselves are in the report."""
+    csv_path = Path(csv_path)
+    artifact = csv_path.parent.name
+    table, meta = read_run(csv_path)
+    title = {"table2": "Table 2", "figure9": "Figure 9", "detection": "Detection",
+             "table4": "Table 4", "table5": "Table 5"}.get(artifact, artifact)  # fmt: skip
+    lines = [f"{title}, run {csv_path.stem}: {meta.get('data_description', '')}".rstrip(": ")]
+    lines += _summary_rows(artifact, table)
+    lines.append(f"report: {csv_path.with_suffix('.md')} (data: {csv_path.name}, "
+                 f"{csv_path.with_suffix('.json').name})")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -583,13 +652,18 @@ def update_readme(readme: str | Path, reports: str | Path, check: bool = False) 
     return new == text
 
 
+def write_index(reports: str | Path) -> Path:
+    """Rewrite ``reports/README.md``, the index of every run's report."""
+    index = Path(reports) / "README.md"
+    index.write_text(_index(Path(reports)), encoding="utf-8")
+    return index
+
+
 def render_all(reports: str | Path, readme: str | Path | None = None) -> list[Path]:
     """Re-render every report, the index and the README blocks from the saved CSV/JSON."""
     reports = Path(reports)
     written = [render_run(p) for p in run_csvs(reports)]
-    index = reports / "README.md"
-    index.write_text(_index(reports), encoding="utf-8")
-    written.append(index)
+    written.append(write_index(reports))
     if readme is not None and Path(readme).is_file():
         update_readme(readme, reports)
         written.append(Path(readme))

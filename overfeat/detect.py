@@ -285,7 +285,8 @@ def detect_dataset(
     decoded = np.zeros(n, dtype=bool)
     sizes = np.zeros((n, 2), dtype=np.int64)
     start = time.perf_counter()
-    for indices, images in image_batches(paths, options, f"detect ({protocol.summary()})"):
+    missed = "it gets no detection, so its objects count as missed"
+    for indices, images in image_batches(paths, options, f"detect ({protocol.summary()})", missed):
         for i, img, d in zip(indices, images, detect(model, background, regressor, images, protocol)):
             sizes[i] = tuple(img.shape[-2:])
             decoded[i] = True

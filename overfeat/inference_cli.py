@@ -28,6 +28,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from overfeat.flags import add_device_flag, add_meta_flag
+
 __all__ = ["register"]
 
 
@@ -53,7 +55,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="only the first N images (file-name order, DET: list order)")  # fmt: skip
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="the submission file")
     p.add_argument("--score", action="store_true", help="score it now and print the result")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    add_device_flag(p, "cpu", help="cpu or cuda[:N]")
     p.add_argument("--batch-size", type=int, default=8, metavar="B", help="images per batch")
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -74,9 +76,8 @@ def register(subparsers) -> None:
                      help="the released networks (net_weight_0 fast, net_weight_1 accurate)")  # fmt: skip
     loc.add_argument("--arch", choices=("fast", "accurate"), default=None,
                      help="which released network (when DIR holds both)")  # fmt: skip
-    loc.add_argument("--meta", type=Path, default=None, metavar="META_MAT",
-                     help="the devkit's meta.mat: release class order, and ILSVRC2012_IDs in "
-                     "a devkit submission")  # fmt: skip
+    add_meta_flag(loc, help="the devkit's meta.mat: ILSVRC2012_IDs in a devkit submission (the "
+                  "release's class order ships with the package)")  # fmt: skip
     loc.add_argument("--regressor", type=Path, default=None, metavar="RUN",
                      help="a run of 'overfeat train regressor' on this classifier")  # fmt: skip
     loc.add_argument("--top-k", type=int, default=None, metavar="K",
@@ -205,10 +206,12 @@ def _refusal(command: str, exc: Exception) -> int:
 def _localize_images(args):
     """The validation images to localize, their classes and words, and their boxes (or ``None``),
     checked against ``--score``."""
-    from overfeat.data.readers import find_clsloc_layout, read_synset_mapping
+    from overfeat.data.readers import devkit_search, find_clsloc_layout, read_synset_mapping
     from overfeat.localize import localization_images
 
-    samples, classes, boxes = localization_images(args.data, args.limit)
+    # A flat val/ is labelled by the devkit's ground truth when it sits beside --meta.
+    with devkit_search(Path(args.meta).parent if args.meta else None):
+        samples, classes, boxes = localization_images(args.data, args.limit)
     if boxes is None and args.score:
         raise _Refused(
             f"--score: {args.data} has no validation boxes (LOC_val_solution.csv or the CLS-LOC "

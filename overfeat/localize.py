@@ -682,33 +682,18 @@ class LocalizationResult:
         return int((~self.decoded).sum())
 
 
-def image_batches(paths: Sequence[str], options, desc: str):
+def image_batches(paths: Sequence[str], options, desc: str, consequence: str | None = None):
     """The image files ``paths`` decoded at full size in a DataLoader (``options``:
     :class:`overfeat.reproduce.runner.RunOptions`: batch size, workers, device, amp, progress
     bar ``desc``) → ``(indices, [(3, H, W) on the device])`` per batch, undecodable files left out
-    (warned about once each). The caller's work between batches runs under the options' autocast."""
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
+    (each named once, with ``consequence``: what its skip means for the numbers). The caller's
+    work between batches runs under the options' autocast."""
+    from overfeat.reproduce import images as reproduce_images
 
-    from overfeat.reproduce.runner import ValidationImages, _autocast, collate_images
-
-    device = torch.device(options.device)
-    loader = DataLoader(
-        ValidationImages([(p, 0) for p in paths]),
-        batch_size=options.batch_size,
-        num_workers=options.workers,
-        collate_fn=collate_images,
-        pin_memory=device.type == "cuda",
-    )
-    bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not options.progress, leave=False)
-    try:
-        with _autocast(options, device):
-            for indices, images, skipped in loader:
-                bar.update(len(indices) + len(skipped))
-                if indices:
-                    yield indices, [x.to(device, non_blocking=True) for x in images]
-    finally:
-        bar.close()
+    consequence = consequence or reproduce_images.SCORED_AS_WRONG
+    for indices, images, _ in reproduce_images.image_batches(paths, options, desc, consequence):
+        if indices:
+            yield indices, images
 
 
 def localize_dataset(

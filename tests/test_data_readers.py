@@ -18,6 +18,7 @@ from overfeat.data import decode_rgb, open_classification
 from overfeat.data.readers import (
     classification_samples,
     detection_samples,
+    devkit_search,
     find_clsloc_layout,
     read_image_list,
 )
@@ -112,6 +113,64 @@ def test_classic_val_labelled_by_devkit_ground_truth_and_meta_mat(tmp_path, devk
     assert expected[0] == "n01751748"  # devkit readme: image 1 is 490, sea snake
     assert len(ds.classes) == 1000 and ds.classes == sorted(by_id.values())
     assert [ds.classes[label] for _, label in ds.samples] == expected
+
+
+# overfeat-release.md §1.4 spot checks: ILSVRC2012_ID → WNID (tench, kit fox, dumbbell).
+KNOWN_IDS = {449: "n01440764", 1: "n02119789", 1000: "n03255030"}
+
+
+def _flat_val_with_devkit_elsewhere(tmp_path: Path, ids: list[int], place: str = "") -> Path:
+    """ImageNet as users unpack it: a flat val/ in one folder, the 2012 devkit in another
+    (ground truth only: no meta.mat). Returns the devkit folder; the data root is tmp/imagenet."""
+    for n in range(1, len(ids) + 1):
+        _tiny_jpeg(tmp_path / "imagenet" / "val" / f"ILSVRC2012_val_{n:08d}.JPEG")
+    devkit = tmp_path / "elsewhere" / "ILSVRC2012_devkit_t12"
+    (devkit / "data").mkdir(parents=True)
+    (devkit / "data" / "ILSVRC2012_validation_ground_truth.txt").write_text(
+        "".join(f"{i}\n" for i in ids)
+    )
+    return devkit / place if place != ".." else devkit.parent
+
+
+@pytest.mark.parametrize("place", ["", "data", ".."])
+def test_flat_val_is_labelled_by_the_devkit_ground_truth_found_where_it_was_unpacked(
+    tmp_path, place
+):
+    """The kit itself, its data/ folder, or the folder it was unpacked into; without meta.mat
+    the ids become WNIDs through the order shipped with the package."""
+    devkit = _flat_val_with_devkit_elsewhere(tmp_path, list(KNOWN_IDS), place)
+    with devkit_search(devkit):
+        samples, classes, layout = classification_samples(tmp_path / "imagenet", "val")
+    assert layout.devkit_meta is None and layout.devkit_ground_truth.parent.name == "data"
+    assert len(classes) == 1000 and classes == sorted(classes)
+    assert [classes[label] for _, label in samples] == list(KNOWN_IDS.values())
+
+
+def test_devkit_named_by_the_command_outranks_one_inside_the_data_root(tmp_path):
+    devkit = _flat_val_with_devkit_elsewhere(tmp_path, [449, 449])
+    inside = tmp_path / "imagenet" / "ILSVRC2012_devkit_t12" / "data"
+    inside.mkdir(parents=True)
+    (inside / "ILSVRC2012_validation_ground_truth.txt").write_text("1\n1\n")
+    with devkit_search(devkit):
+        named = classification_samples(tmp_path / "imagenet", "val")
+    root_only = classification_samples(tmp_path / "imagenet", "val")
+    assert {named[1][label] for _, label in named[0]} == {"n01440764"}
+    assert {root_only[1][label] for _, label in root_only[0]} == {"n02119789"}
+
+
+def test_flat_val_without_labels_says_where_it_looked_and_names_devkit(tmp_path):
+    _tiny_jpeg(tmp_path / "imagenet" / "val" / "ILSVRC2012_val_00000001.JPEG")
+    searched = tmp_path / "kits"
+    searched.mkdir()
+    with devkit_search(searched), pytest.raises(FileNotFoundError) as err:
+        classification_samples(tmp_path / "imagenet", "val")
+    message = str(err.value)
+    assert "\n" not in message and "validation images but no labels" in message
+    for looked in ("LOC_val_solution.csv", f"{tmp_path / 'imagenet'}",
+                   f"{tmp_path / 'imagenet' / 'Annotations' / 'CLS-LOC' / 'val'}",
+                   "ILSVRC2012_validation_ground_truth.txt", str(searched),
+                   "ILSVRC2012_devkit_t12/data/", "--devkit", "val/<wnid>/"):  # fmt: skip
+        assert looked in message, looked
 
 
 def test_val_in_class_subfolders_is_labelled_by_folder(tmp_path):

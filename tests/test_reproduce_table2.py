@@ -79,11 +79,11 @@ def test_an_interrupted_run_resumes_without_recomputing_finished_rows(
     real = runner._member_vectors
     calls: list[str] = []
 
-    def crash_on_t2_3(members, protocol, samples, options, desc):
+    def crash_on_t2_3(members, protocol, samples, options, desc, partial):
         calls.append(desc.split()[0])
         if desc.startswith("T2-3") and calls.count("T2-3") == 1:
             raise Interrupt  # the process dies in the middle of row T2-3
-        return real(members, protocol, samples, options, desc)
+        return real(members, protocol, samples, options, desc, partial)
 
     monkeypatch.setattr(runner, "_member_vectors", crash_on_t2_3)
     request = _request(tiny_data, runs, tmp_path, ["T2-2", "T2-3"])
@@ -104,9 +104,9 @@ def test_an_ensemble_row_reuses_its_first_members_single_network_vectors(
     real = runner._member_vectors
     seen: list[list[str]] = []
 
-    def spy(members, protocol, samples, options, desc):
+    def spy(members, protocol, samples, options, desc, partial):
         seen.append([m.key for m in members])
-        return real(members, protocol, samples, options, desc)
+        return real(members, protocol, samples, options, desc, partial)
 
     monkeypatch.setattr(runner, "_member_vectors", spy)
     csv = reproduce_table2(_request(tiny_data, runs, tmp_path, ["T2-4", "T2-8"]))

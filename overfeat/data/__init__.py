@@ -1,5 +1,6 @@
-"""overfeat.data: ILSVRC readers (Kaggle, classic, devkit and DET layouts), robust decoding, the
-§3.1 transforms, torch datasets, and the synthetic ILSVRC generator (``overfeat make-synthetic``).
+"""overfeat.data: ILSVRC readers (Kaggle, classic, devkit and DET layouts), the devkit's class
+order shipped with the package (:mod:`overfeat.data.class_order`), robust decoding, the §3.1
+transforms, torch datasets, and the synthetic ILSVRC generator (``overfeat make-synthetic``).
 
 The engine's entry points: :func:`open_classification`, :class:`ClassificationDataset`,
 :func:`collate_skip_corrupt`, :func:`train_transform` / :func:`eval_transform`.

@@ -10,9 +10,17 @@ Layouts understood (shared/reference/ilsvrc-evaluation.md §2.4 and §4):
   ``ILSVRC/ImageSets/DET/<split>.txt``.
 - **classic** (the ILSVRC2012 tarballs extracted): ``train/<wnid>/*.JPEG``; ``val/*.JPEG`` labelled
   by the validation XMLs (``val/*.xml`` beside the images, or ``Annotations/CLS-LOC/val``,
-  or ``bbox_val/``), or by the devkit's ground truth (``ILSVRC2012_devkit_t12/data/
-  ILSVRC2012_validation_ground_truth.txt`` + ``meta.mat``, or the 2014 kit's files); or
-  ``val/<wnid>/*.JPEG`` (the common "valprep" re-arrangement).
+  or ``bbox_val/``), or by the devkit's ground truth (``ILSVRC2012_validation_ground_truth.txt``,
+  or the 2014 kit's ``ILSVRC2014_clsloc_validation_ground_truth.txt``) wherever the devkit was
+  unpacked (:func:`devkit_search`, then inside the data root); or ``val/<wnid>/*.JPEG`` (the
+  common "valprep" re-arrangement).
+
+Decision DEVKIT_SEARCH: a flat ``val/`` is labelled by the first of ``LOC_val_solution.csv``, the
+validation XMLs, the devkit's ground truth; the ground truth is looked for in the folders
+:func:`devkit_search` names (``--devkit DIR``, then the folder of ``--meta``), then in the data
+root, each folder as itself, ``data/``, ``ILSVRC2012_devkit_t12/data/`` and
+``ILSVRC2014_devkit/data/``; its ILSVRC2012_IDs become WNIDs through the meta.mat beside it, else
+through the order shipped with the package (:mod:`overfeat.data.class_order`, the same order).
 
 Labels are sorted-WNID indices 0..C-1 (ARCHITECTURE.md "Labels"); the devkit's ILSVRC2012_IDs are
 converted only through :mod:`evaluation.labels`. Listings use ``os.scandir`` and the directory
@@ -24,6 +32,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +48,8 @@ __all__ = [
     "classification_samples",
     "clsloc_boxes",
     "detection_samples",
+    "devkit_ground_truth_in",
+    "devkit_search",
     "find_clsloc_layout",
     "find_det_layout",
     "list_images",
@@ -50,16 +63,49 @@ _VAL_NUMBER = re.compile(r"_val_(\d{8})$")
 
 # Where the classic layout's validation labels may be, tried in this order.
 _VAL_XML_DIRS = ("val", "Annotations/CLS-LOC/val", "bbox_val", "bbox_val/val")
-_DEVKIT_GROUND_TRUTH = (
-    (
-        "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt",
-        "ILSVRC2012_devkit_t12/data/meta.mat",
-    ),
-    (
-        "ILSVRC2014_devkit/data/ILSVRC2014_clsloc_validation_ground_truth.txt",
-        "ILSVRC2014_devkit/data/meta_clsloc.mat",
-    ),
+# The devkit's validation ground truth and meta: the 2012 kit's names, then the 2014 kit's (the
+# same ids in the same order, ilsvrc-evaluation.md §2.4), in these places under each folder
+# searched (decision DEVKIT_SEARCH): the folder holding the files, the unpacked kit, the folder
+# the kit was unpacked into.
+_GROUND_TRUTH_NAMES = (
+    "ILSVRC2012_validation_ground_truth.txt",
+    "ILSVRC2014_clsloc_validation_ground_truth.txt",
 )
+_META_NAMES = ("meta.mat", "meta_clsloc.mat")
+_DEVKIT_PLACES = ("", "data", "ILSVRC2012_devkit_t12/data", "ILSVRC2014_devkit/data")
+
+# Folders named by the command being run (``--devkit``, the folder of ``--meta``), searched
+# before the data root; a context variable, so that every reader the command calls, however
+# deep, sees them without each reproduction passing them along.
+_DEVKIT_FOLDERS: ContextVar[tuple[Path, ...]] = ContextVar("devkit_folders", default=())
+
+
+@contextmanager
+def devkit_search(*folders: str | Path | None) -> Iterator[None]:
+    """While the block runs, a classic layout's flat ``val/`` also looks for the devkit's ground
+    truth in ``folders`` (``None`` entries are skipped), in this order, before the folders of an
+    enclosing block and its data root."""
+    given = tuple(Path(f).expanduser() for f in folders if f)
+    token = _DEVKIT_FOLDERS.set((*given, *_DEVKIT_FOLDERS.get()))
+    try:
+        yield
+    finally:
+        _DEVKIT_FOLDERS.reset(token)
+
+
+def devkit_ground_truth_in(folder: str | Path) -> tuple[Path, Path | None] | None:
+    """``(ground truth, meta or None)`` found in ``folder`` (itself, ``data/``,
+    ``ILSVRC2012_devkit_t12/data/``, ``ILSVRC2014_devkit/data/``, first found), else ``None``."""
+    for place in _DEVKIT_PLACES:
+        d = Path(folder) / place
+        gt = next((d / n for n in _GROUND_TRUTH_NAMES if (d / n).is_file()), None)
+        if gt is not None:
+            return gt, next((d / n for n in _META_NAMES if (d / n).is_file()), None)
+    return None
+
+
+def _devkit_folders(root: Path) -> tuple[Path, ...]:
+    return (*_DEVKIT_FOLDERS.get(), root)
 
 
 _EXTENSION_SET = frozenset(e[1:] for e in IMAGE_EXTENSIONS)
@@ -102,7 +148,7 @@ class ClsLocLayout:
     val_xml_dir: Path | None = None
     train_xml_dir: Path | None = None
     devkit_ground_truth: Path | None = None
-    devkit_meta: Path | None = None
+    devkit_meta: Path | None = None  # none beside the ground truth: the shipped order is used
 
 
 def _existing(path: Path, want_dir: bool) -> Path | None:
@@ -144,9 +190,10 @@ def find_clsloc_layout(root: str | Path) -> ClsLocLayout:
             val_xml = d
             break
     gt = meta = None
-    for gt_name, meta_name in _DEVKIT_GROUND_TRUTH:
-        if (root / gt_name).is_file() and (root / meta_name).is_file():
-            gt, meta = root / gt_name, root / meta_name
+    for folder in _devkit_folders(root):
+        found = devkit_ground_truth_in(folder)
+        if found is not None:
+            gt, meta = found
             break
     return ClsLocLayout(
         root=root,
@@ -160,9 +207,18 @@ def find_clsloc_layout(root: str | Path) -> ClsLocLayout:
     )
 
 
+def _devkit_order(layout: ClsLocLayout) -> tuple[str, ...]:
+    """The WNIDs in ILSVRC2012_ID order: the meta beside the ground truth, else the shipped order."""
+    if layout.devkit_meta is not None:
+        return ClassLabels.from_devkit_meta(layout.devkit_meta).devkit_wnids
+    from overfeat.data.class_order import ilsvrc2012_wnids
+
+    return ilsvrc2012_wnids()
+
+
 def _classes(layout: ClsLocLayout) -> list[str]:
     """The class WNIDs, sorted: from the synset mapping, else the train (or val) class folders,
-    else the devkit meta."""
+    else the devkit's 1000 (its meta, or the shipped order)."""
     if layout.synset_mapping is not None:
         wnids, _ = read_synset_mapping(layout.synset_mapping)
         return sorted(wnids)
@@ -171,8 +227,12 @@ def _classes(layout: ClsLocLayout) -> list[str]:
             folders = _list_class_folders(d)
             if folders:
                 return folders
-    if layout.devkit_meta is not None:
-        return list(ClassLabels.from_devkit_meta(layout.devkit_meta).wnids)
+    if layout.devkit_ground_truth is not None:
+        return sorted(_devkit_order(layout))
+    if layout.val_dir is not None and layout.val_xml_dir is None:
+        # A flat val/ alone: its labels are what is missing, and where they were looked for
+        # is what the user needs to know.
+        raise FileNotFoundError(_no_labels_message(layout))
     raise FileNotFoundError(
         f"{layout.root}: cannot tell the class list; add LOC_synset_mapping.txt (one "
         "'WNID words' line per class) or a train/<wnid>/ folder per class"
@@ -202,7 +262,7 @@ def _val_labels(layout: ClsLocLayout, stems: list[str]) -> tuple[dict[str, str],
         anns = read_xml_dir(layout.val_xml_dir, images=stems)
         return {k: a.wnids[0] for k, a in anns.items() if a.wnids}, layout.val_xml_dir
     if layout.devkit_ground_truth is not None:
-        devkit = ClassLabels.from_devkit_meta(layout.devkit_meta).devkit_wnids
+        devkit = _devkit_order(layout)
         ids = _read_devkit_ground_truth(layout.devkit_ground_truth, len(devkit))
         out = {}
         for stem in stems:
@@ -214,9 +274,22 @@ def _val_labels(layout: ClsLocLayout, stems: list[str]) -> tuple[dict[str, str],
                 )
             out[stem] = devkit[ids[int(m.group(1)) - 1] - 1]
         return out, layout.devkit_ground_truth
-    raise FileNotFoundError(
-        f"{layout.val_dir}: validation images but no labels; expected LOC_val_solution.csv, the "
-        "validation XMLs, or the devkit's ILSVRC2012_validation_ground_truth.txt + meta.mat"
+    raise FileNotFoundError(_no_labels_message(layout))
+
+
+def _no_labels_message(layout: ClsLocLayout) -> str:
+    """What was looked for, where, and the fixes: the user's ImageNet is laid out some way we
+    did not guess, and the message must let them point at it."""
+    root = layout.root
+    xml_dirs = ", ".join(str(root / d) for d in _VAL_XML_DIRS)
+    places = ", ".join(p + "/" for p in _DEVKIT_PLACES if p)
+    folders = "; ".join(str(f) for f in _devkit_folders(root))
+    return (
+        f"{layout.val_dir}: validation images but no labels. Looked for LOC_val_solution.csv in "
+        f"{root}; validation XMLs in {xml_dirs}; the devkit's "
+        f"{' or '.join(_GROUND_TRUTH_NAMES)} in {folders} (each as itself and its {places}). "
+        "Pass --devkit DIR (the unpacked ILSVRC2012_devkit_t12, or any folder holding "
+        "ILSVRC2012_validation_ground_truth.txt), or sort the images into val/<wnid>/ folders"
     )
 
 

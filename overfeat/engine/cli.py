@@ -20,6 +20,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from overfeat.flags import add_device_flag, check_flags
+
 __all__ = ["build_config", "build_spatial_config", "register"]
 
 
@@ -78,7 +80,8 @@ def register(subparsers) -> None:
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
     p.add_argument("--amp", choices=("auto", "bf16", "none"), default=None)
     p.add_argument("--channels-last", choices=("auto", "yes", "no"), default=None)
-    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default=None)
+    add_device_flag(p, None, auto=True, index=False,
+                    help="auto (a GPU when there is one; the default), cpu or cuda")  # fmt: skip
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.add_argument("--warmup-epochs", type=float, default=None, metavar="E",
                    help="ramp the learning rate up linearly over the first E epochs (default: 5 "
@@ -117,9 +120,12 @@ _FIELDS = (
 
 
 def build_config(args: argparse.Namespace):
-    """The ``TrainConfig`` the parsed arguments describe (recipe defaults for what is not given)."""
+    """The ``TrainConfig`` the parsed arguments describe (recipe defaults for what is not given).
+    A bad shared flag raises :class:`overfeat.flags.FlagError` (this also runs outside
+    ``overfeat.cli.main``: ``reproduce --train`` builds its trainers' configs here)."""
     from overfeat.engine.config import recipe
 
+    check_flags(args)
     return recipe(args.recipe, **{f: getattr(args, f, None) for f in _FIELDS})
 
 
@@ -182,7 +188,8 @@ def _spatial_arguments(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--stop-after-steps", type=int, default=None, metavar="STEPS")
     p.add_argument("--max-train-samples", type=int, default=None)
     p.add_argument("--amp", choices=("auto", "bf16", "none"), default=None)
-    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default=None)
+    add_device_flag(p, None, auto=True, index=False,
+                    help="auto (a GPU when there is one; the default), cpu or cuda")  # fmt: skip
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
 
 
@@ -279,12 +286,14 @@ def _detector_config(args: argparse.Namespace):
 def build_spatial_config(argv: list[str]):
     """The ``RegressorConfig`` / ``DetectorConfig`` that ``overfeat ARGV`` would train, for
     ``argv = ["train", "regressor" | "detector", FLAGS...]`` (recipe defaults for what is not
-    given). Bad flags raise ``SystemExit`` (argparse) or ``ValueError``."""
+    given). Bad flags raise ``SystemExit`` (argparse), ``ValueError`` or
+    :class:`overfeat.flags.FlagError`."""
     from overfeat.cli import build_parser
 
     args = build_parser().parse_args(list(argv))
     if not hasattr(args, "make_config"):
         raise ValueError(f"{' '.join(argv[:2])}: not 'train regressor' or 'train detector'")
+    check_flags(args)
     return args.make_config(args)
 
 

@@ -16,8 +16,10 @@ quick schedules, torchvision's model checks):
   detector with a background class and its regressor on synthetic DET images, their mAP.
 
 :mod:`overfeat.gate.config` holds what runs, :mod:`overfeat.gate.baselines` the files and the
-rule that judges a metric, :mod:`overfeat.gate.run` the run, :mod:`overfeat.gate.report` the
-table, :mod:`overfeat.gate.cli` the ``overfeat regression`` command.
+rule that judges a metric, :mod:`overfeat.gate.perturb` the processes (CPU kernel sets, thread
+counts) a tolerance is measured across, :mod:`overfeat.gate.run` the run,
+:mod:`overfeat.gate.report` the table, :mod:`overfeat.gate.cli` the ``overfeat regression``
+command.
 """
 
 from overfeat.gate.config import GateConfig, TrainedSuite

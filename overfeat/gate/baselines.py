@@ -10,16 +10,18 @@ The check is detectron2's quick-schedule rule, ``|now − baseline| ≤ toleranc
   (``--update-baselines``), never silently;
 - a metric without a baseline (``NEW``) or a baseline nobody measured (``MISSING``) fails too.
 
-Decision TOLERANCE_FROM_THREAD_SPREAD: a tolerance is measured, never guessed. Each suite runs
-once per thread count (``--measure-threads 2,1``; float reductions, and through them the training
-trajectory, change with the thread count as they do between machines), and the tolerance is
-``max(MARGIN × spread, floor)``, rounded up to two significant digits. Metrics of one ``group``
-come from one source of noise (the top-1 errors of one trained network on one image set): their
-spread is the group's largest, since two trainings that happen to agree on one row (train-real's
-T2-3 top-1 error came out equal at 1 and 2 threads while T2-4's differed by 70 images) say nothing
-about the next machine. ``floor`` is the metric's resolution: 0 for the harness on fixed files, one image (1/N) for an error over N images, and
-``FLOAT_FLOOR`` for a loss or a mean score (float32 means over thousands of terms, whose last
-digits move with the order another CPU's kernels sum them in).
+A tolerance is measured, never guessed (decision TOLERANCE_FROM_PERTURBATIONS in
+:mod:`overfeat.gate.perturb`). Each suite runs once per perturbation (``--measure``: a CPU
+kernel set and a thread count, each in its own process with its own training; float reductions,
+and through them the training trajectory, change with both as they do between machines), and the
+tolerance is ``max(MARGIN × spread, floor)``, rounded up to two significant digits. Metrics of one
+``group`` come from one source of noise (the top-1 errors of one trained network on one image
+set): their spread is the group's largest, since two trainings that happen to agree on one row
+(train-real's T2-3 top-1 error came out equal at 1 and 2 threads while T2-4's differed by 70
+images) say nothing about the next machine. ``floor`` is the metric's resolution: 0 for the
+harness on fixed files, one image (1/N) for an error over N images, and ``FLOAT_FLOOR`` for a loss
+or a mean score (float32 means over thousands of terms, whose last digits move with the order
+another CPU's kernels sum them in).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import platform
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -69,6 +71,9 @@ class Measured:
     floor: float
     how: str = ""
     group: str = ""  # metrics sharing one source of noise (module docstring); "" for none
+    # What the metric would read for a network that knows nothing (an error's 1 − k/C, a loss's
+    # ln C, a score's 1/C, an mAP's 0): a tolerance must stay well inside the distance from it.
+    chance: float | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -87,6 +92,26 @@ class SuiteResult:
     settings: dict = field(default_factory=dict)
     skipped: str | None = None
     seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        """Plain values, as :meth:`from_json` reads them back (a measuring process's output)."""
+        return {
+            "suite": self.suite,
+            "metrics": {name: asdict(m) for name, m in self.metrics.items()},
+            "data": self.data,
+            "settings": self.settings,
+            "skipped": self.skipped,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> SuiteResult:
+        return cls(
+            data["suite"],
+            metrics={name: Measured(**m) for name, m in data["metrics"].items()},
+            data=data["data"], settings=data["settings"], skipped=data["skipped"],
+            seconds=data["seconds"],
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -128,11 +153,11 @@ def _round_up(x: float, digits: int = 2) -> float:
 
 
 def measured_tolerance(spread: float, floor: float, direction: str) -> float:
-    """The tolerance for a measured ``spread`` (decision TOLERANCE_FROM_THREAD_SPREAD). An
-    ``exact`` metric must not vary: it gets 0."""
+    """The tolerance for a measured ``spread`` (module docstring). An ``exact`` metric must not
+    vary: it gets 0."""
     if direction == "exact":
         if spread:
-            raise ValueError(f"an exact metric varied across thread counts by {spread}")
+            raise ValueError(f"an exact metric varied across perturbations by {spread}")
         return 0.0
     return max(_round_up(MARGIN * spread), floor)
 
@@ -151,7 +176,7 @@ def load_baseline(folder: Path, suite: str) -> dict | None:
     except json.JSONDecodeError as exc:
         raise BaselineError(
             f"{path}: not JSON ({exc}); restore it from git or record it again with "
-            "'overfeat regression --update-baselines --measure-threads 2,1'"
+            "'overfeat regression --update-baselines --measure'"
         ) from None
     for name, m in data.get("metrics", {}).items():
         missing = [k for k in ("baseline", "tolerance", "direction") if k not in m]
@@ -197,8 +222,7 @@ def compare(result: SuiteResult, folder: Path) -> list[Row]:
     if base is None:
         raise BaselineError(
             f"{_path(folder, result.suite)}: no baselines for suite {result.suite}; record them "
-            f"with 'overfeat regression --suite {result.suite} --update-baselines "
-            "--measure-threads 2,1'"
+            f"with 'overfeat regression --suite {result.suite} --update-baselines --measure'"
         )
     why = _mismatch(result, base, folder)
     if why:
@@ -225,35 +249,46 @@ def compare(result: SuiteResult, folder: Path) -> list[Row]:
 def new_baseline(
     result: SuiteResult,
     old: dict | None,
-    by_threads: dict[int, SuiteResult] | None,
+    by_perturbation: dict[str, SuiteResult] | None,
     command: str,
+    perturbations_info: list[dict] | None = None,
 ) -> dict:
     """The baseline file recording ``result``.
 
-    With ``by_threads`` (one result per thread count, ``result`` the first), every tolerance is
-    measured from their spread; without it, each metric keeps the tolerance (and its
-    measurement) of ``old``. A metric with neither is refused.
+    With ``by_perturbation`` (this suite's result per perturbation name, ``result`` the first),
+    every tolerance is measured from their spread, and ``perturbations_info`` (one dict per
+    perturbation: name, threads, kernels, env, the capability its process reported, seconds)
+    is recorded; without it, each metric keeps the tolerance (and its measurement) of ``old``,
+    and the file keeps ``old``'s perturbations. A metric with neither is refused.
     """
     import torch
 
     old_metrics = (old or {}).get("metrics", {})
     values, spread, group_spread = {}, {}, {}
-    for name, m in result.metrics.items() if by_threads else ():
-        values[name] = {str(t): r.metrics[name].value for t, r in by_threads.items()}
+    for name, m in result.metrics.items() if by_perturbation else ():
+        values[name] = {}
+        for p, r in by_perturbation.items():
+            if name not in r.metrics:
+                why = f" (skipped: {r.skipped})" if r.skipped else ""
+                raise BaselineError(
+                    f"suite {result.suite}: perturbation {p} did not measure {name!r}{why}; "
+                    "a tolerance needs every perturbation's value"
+                )
+            values[name][p] = r.metrics[name].value
         spread[name] = max(values[name].values()) - min(values[name].values())
         group = m.group or name
         group_spread[group] = max(group_spread.get(group, 0.0), spread[name])
     metrics = {}
     for name, m in result.metrics.items():
-        entry = {"baseline": m.value, "direction": m.direction, "how": m.how}
-        if by_threads:
+        entry = {"baseline": m.value, "direction": m.direction, "how": m.how, "chance": m.chance}
+        if by_perturbation:
             if m.direction == "exact":
                 measured_tolerance(spread[name], m.floor, m.direction)  # refuses a varying one
             used = group_spread[m.group or name]
             entry |= {
                 "tolerance": measured_tolerance(used, m.floor, m.direction),
                 "measurement": {
-                    "values_by_thread_count": values[name],
+                    "values_by_perturbation": values[name],
                     "spread": spread[name],
                     "group": m.group,
                     "group_spread": used,
@@ -270,9 +305,14 @@ def new_baseline(
             raise BaselineError(
                 f"suite {result.suite}: metric {name!r} has no measured tolerance yet; measure "
                 f"it with 'overfeat regression --suite {result.suite} --update-baselines "
-                "--measure-threads 2,1'"
+                "--measure'"
             )
         metrics[name] = entry
+    if by_perturbation:
+        perturbations = perturbations_info or [{"name": p} for p in by_perturbation]
+    else:
+        # The kept tolerances were measured under the old file's perturbations.
+        perturbations = (old or {}).get("recorded", {}).get("perturbations")
     return {
         "suite": result.suite,
         "data": result.data,
@@ -282,7 +322,7 @@ def new_baseline(
             "command": command,
             "torch": torch.__version__,
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-            "thread_counts": list(by_threads) if by_threads else None,
+            "perturbations": perturbations,
             "seconds": round(result.seconds, 1),
         },
         "metrics": metrics,

@@ -169,7 +169,9 @@ class GateConfig:
     images in the real-image suites; ``cache``: trained networks, the synthetic set and each
     run's evaluation files; ``device``: ``cpu`` or ``cuda[:N]``; ``workers``: data-loading
     processes (they change speed, never numbers); ``pretrained_limit``: only the first N
-    validation images for the pretrained suite.
+    validation images for the pretrained suite; ``pinned``: the pinned networks' folder
+    (:mod:`overfeat.gate.pinned`; ``None``: ``pinned/`` in the baselines folder); ``pin``: write
+    them from this run's trained networks before measuring.
     """
 
     shared_data: Path = field(default_factory=default_shared_data)
@@ -187,6 +189,8 @@ class GateConfig:
     synthetic: TrainedSuite = SYNTHETIC
     loc_real: LocalizationSuite = LOC_REAL
     det_synthetic: DetectionSuite = DET_SYNTHETIC
+    pinned: Path | None = None
+    pin: bool = False
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.suites if s not in SUITES]

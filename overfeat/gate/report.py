@@ -14,6 +14,7 @@ from pathlib import Path
 
 from evaluation.render import markdown_table
 from overfeat.gate.baselines import FLOAT_FLOOR, MARGIN
+from overfeat.gate.faults import fault_table
 
 __all__ = ["COLUMNS", "render_baselines_readme", "render_report", "write_report"]
 
@@ -71,6 +72,9 @@ def render_report(csv_path: Path) -> str:
         rows = list(csv.DictReader(f))
     facts = json.loads(csv_path.with_suffix(".json").read_text(encoding="utf-8"))
     verdict = {0: "passed", 1: "FAILED", 2: "could not judge every suite"}[facts["exit_code"]]
+    # The registered faults (tests/test_regression_gate.py runs each and checks that it fails
+    # these metrics): what each metric is known to catch.
+    caught = {(f["suite"], f["metric"]): "; ".join(f["faults"]) for f in fault_table()}
     lines = [
         "# Regression gate",
         "",
@@ -84,9 +88,10 @@ def render_report(csv_path: Path) -> str:
         "baselines and how their tolerances were measured are in `reports/baselines/`.",
         "",
         markdown_table(
-            ["suite", "metric", "baseline", "now", "tolerance", "status"],
+            ["suite", "metric", "baseline", "now", "tolerance", "status", "faults shown to fail it"],
             [[r["suite"], r["metric"], _num(r["baseline"]), _num(r["now"]),
-              _num(r["tolerance"], 3), r["status"]] for r in rows],  # fmt: skip
+              _num(r["tolerance"], 3), r["status"], caught.get((r["suite"], r["metric"]), "")]
+             for r in rows],  # fmt: skip
         ),
     ]
     for suite, why in facts["skipped"].items():
@@ -96,8 +101,19 @@ def render_report(csv_path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _perturbation_rows(perturbations: list[dict]) -> list[list[str]]:
+    return [
+        [p["name"], str(p.get("threads", "")),
+         " ".join(f"`{k}={v}`" for k, v in p.get("env", {}).items()),
+         str(p.get("capability", "")), f"{p['seconds']:.1f}" if "seconds" in p else ""]
+        for p in perturbations
+    ]  # fmt: skip
+
+
 def render_baselines_readme(folder: Path) -> Path:
-    """``folder/README.md``: every baseline with its tolerance and the spread it came from."""
+    """``folder/README.md``: every baseline with its tolerance, the perturbations it was measured
+    under (what each process ran with and the kernels torch reported there) and each
+    perturbation's value."""
     folder = Path(folder)
     files = sorted(folder.glob("*.json"))
     lines = [
@@ -108,43 +124,68 @@ def render_baselines_readme(folder: Path) -> Path:
         "tolerance (on the worse side: REGRESSED; on the better side: CHANGED, since a "
         "fixed-seed run does not improve by itself).",
         "",
-        "Tolerances are measured: with `--measure-threads 2,1` every suite ran once per thread "
-        f"count, each with its own training, and each tolerance is max({MARGIN} × spread, floor), "
-        "rounded up to two significant digits. The spread used is the largest of the metric's "
-        "group: the errors (or the scores) of one network share its training noise, and two "
-        "trainings that agree on one row by chance say nothing about the next machine. The floor "
-        f"is one image (1/N) for an error over N images and {FLOAT_FLOOR:g} for a loss or a mean "
-        "score; `exact` metrics (the harness on fixed files) get 0.",
+        "Tolerances are measured (decision TOLERANCE_FROM_PERTURBATIONS): with `--measure` every "
+        "suite ran once per perturbation, a CPU kernel set (the CPU's default, or AVX2 forced "
+        "through `ATEN_CPU_CAPABILITY`, `MKL_ENABLE_INSTRUCTIONS` and `ONEDNN_MAX_CPU_ISA`) at a "
+        "thread count, each in its own process with its own training, since another machine's "
+        "kernels round differently from this one's and a thread count alone does not show it. "
+        "The first perturbation's value is the baseline. Each tolerance is "
+        f"max({MARGIN} × spread, floor), rounded up to two significant digits, where the spread "
+        "is the largest (max − min over the perturbations) of the metric's group: the errors (or "
+        "the scores) of one network share its training noise, and two trainings that agree on one "
+        "row by chance say nothing about the next machine. The floor is one image (1/N) for an "
+        f"error over N images and {FLOAT_FLOOR:g} for a loss or a mean score; `exact` metrics "
+        "(the harness on fixed files) get 0.",
         "",
     ]
     for path in files:
         data = json.loads(path.read_text(encoding="utf-8"))
         rec = data.get("recorded", {})
+        perturbations = rec.get("perturbations") or []
         lines += [
             f"## {data['suite']} (`{path.name}`)",
             "",
-            f"Data: {_pairs(data.get('data', {}))}. Recorded {rec.get('date')} with torch {rec.get('torch')} "
-            f"on {rec.get('machine')}, thread counts {rec.get('thread_counts')}, by "
-            f"`{rec.get('command')}`; the suite took {rec.get('seconds')} s at the first thread "
-            "count (networks already trained in the cache are reused, not retrained).",
+            f"Data: {_pairs(data.get('data', {}))}. Recorded {rec.get('date')} with torch "
+            f"{rec.get('torch')} on {rec.get('machine')}, by `{rec.get('command')}`; the suite "
+            f"took {rec.get('seconds')} s"
+            + (f" under {perturbations[0]['name']}" if perturbations else "")
+            + " (networks already trained in the cache are reused, not retrained).",
             "",
         ]
+        if perturbations:
+            lines += [
+                "Perturbations, each its own process (the kernels are what torch reported there):",
+                "",
+                markdown_table(
+                    ["perturbation", "threads", "environment", "torch kernels", "seconds"],
+                    _perturbation_rows(perturbations),
+                ),
+                "",
+            ]
+        else:
+            lines += ["No perturbations recorded: the tolerances were kept from an earlier "
+                      "measurement (each metric's `measured` date in the file).", ""]  # fmt: skip
+        names = list(dict.fromkeys(
+            [p["name"] for p in perturbations]
+            + [n for m in data["metrics"].values()
+               for n in m.get("measurement", {}).get("values_by_perturbation", {})]
+        ))  # fmt: skip
         rows = []
         for name, m in data["metrics"].items():
             meas = m.get("measurement", {})
-            values = meas.get("values_by_thread_count", {})
+            values = meas.get("values_by_perturbation", {})
             rows.append([
                 name, m["direction"], f"{m['baseline']:.6g}",
-                " / ".join(f"{t}: {v:.6g}" for t, v in values.items()),
+                *(f"{values[n]:.6g}" if n in values else "" for n in names),
                 f"{meas['spread']:.2g}" if "spread" in meas else "",
                 f"{meas['group_spread']:.2g}" if "group_spread" in meas else "",
                 f"{m['tolerance']:.3g}",
             ])  # fmt: skip
         lines += [
             markdown_table(
-                ["metric", "direction", "baseline", "by thread count", "spread", "group spread",
-                 "tolerance"], rows,
-            ),  # fmt: skip
+                ["metric", "direction", "baseline", *names, "spread", "group spread", "tolerance"],
+                rows,
+            ),
             "",
         ]
     readme = folder / "README.md"

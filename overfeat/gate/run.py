@@ -3,13 +3,15 @@ written to ``reports/regression/`` and printed.
 
 ``run_gate(config, baselines, reports)`` is the whole of ``overfeat regression``; a test passes
 a small :class:`overfeat.gate.config.GateConfig` and its own baseline folder. With ``update``
-the baselines are rewritten instead of judged (each change printed); with ``measure_threads``
-every suite runs once per thread count and the tolerances come from the spread
-(decision TOLERANCE_FROM_THREAD_SPREAD in :mod:`overfeat.gate.baselines`).
+the baselines are rewritten instead of judged (each change printed); with ``measure`` every
+suite runs once per perturbation (a CPU kernel set and a thread count), each in its own
+process, and the tolerances come from the spread (decision TOLERANCE_FROM_PERTURBATIONS in
+:mod:`overfeat.gate.perturb`).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,13 +27,19 @@ from overfeat.gate.baselines import (
     write_baseline,
 )
 from overfeat.gate.config import REAL_IMAGE_SUITES, GateConfig
+from overfeat.gate.perturb import (
+    KERNEL_ENV,
+    Perturbation,
+    PerturbationRun,
+    measure_perturbations,
+)
 
 __all__ = ["GateOutcome", "measure_suites", "run_gate"]
 
 HOW_TO_POINT = (
     "point the real-image suites at an ImageNet subset with --subset PATH (any layout "
     "overfeat.data reads: Kaggle, classic train/<wnid>/ + val/) and give it baselines of its own "
-    "(--baselines DIR --update-baselines --measure-threads 2,1)"
+    "(--baselines DIR --update-baselines --measure)"
 )
 
 
@@ -69,6 +77,7 @@ def _why_absent(config: GateConfig, suite: str) -> str | None:
 
 def _measure(config: GateConfig, suite: str, out: Callable[[str], None]) -> SuiteResult:
     from overfeat.gate.harness import run_harness
+    from overfeat.gate.pinned import PinnedMissing
     from overfeat.gate.pretrained import PretrainedUnavailable, run_pretrained
     from overfeat.gate.spatial import run_detection, run_localization
     from overfeat.gate.trained import run_trained, synthetic_data
@@ -78,6 +87,7 @@ def _measure(config: GateConfig, suite: str, out: Callable[[str], None]) -> Suit
     if why:
         return SuiteResult(suite, settings=settings, skipped=why)
     work = config.cache / "eval" / suite
+    pinned = config.pinned if config.pinned is not None else Path("reports/baselines/pinned")
     out(f"[{suite}] running")
     try:
         if suite == "harness":
@@ -90,13 +100,14 @@ def _measure(config: GateConfig, suite: str, out: Callable[[str], None]) -> Suit
         elif suite == "loc-real":
             result = run_localization(
                 suite, config.data_for(suite), config.train_real, config.loc_real, config.cache,
-                work, config.device, config.workers, config.batch_size, config.progress,
+                work, pinned, config.device, config.workers, config.batch_size, config.progress,
+                config.pin,
             )  # fmt: skip
         elif suite == "det-synthetic":
             data = synthetic_data(config.cache, config.synthetic_data, config.progress)
             result = run_detection(
-                suite, data, config.synthetic, config.det_synthetic, config.cache, work,
-                config.device, config.workers, config.batch_size, config.progress,
+                suite, data, config.synthetic, config.det_synthetic, config.cache, work, pinned,
+                config.device, config.workers, config.batch_size, config.progress, config.pin,
             )  # fmt: skip
         else:
             trained = config.train_real if suite == "train-real" else config.synthetic
@@ -106,11 +117,13 @@ def _measure(config: GateConfig, suite: str, out: Callable[[str], None]) -> Suit
                 else synthetic_data(config.cache, config.synthetic_data, config.progress)
             )
             result = run_trained(
-                suite, data, trained, config.cache, work, config.device, config.workers,
-                config.batch_size, config.progress,
+                suite, data, trained, config.cache, work, pinned, config.device, config.workers,
+                config.batch_size, config.progress, config.pin,
             )  # fmt: skip
     except PretrainedUnavailable as exc:
         return SuiteResult(suite, settings=settings, skipped=str(exc))
+    except PinnedMissing as exc:
+        raise BaselineError(str(exc)) from None
     except (FileNotFoundError, ValueError) as exc:
         if suite in REAL_IMAGE_SUITES and config.subset is not None:
             # The user's own subset lacks what this suite needs (a train split, boxes, ...).
@@ -128,31 +141,13 @@ def measure_suites(
     return {suite: _measure(config, suite, out) for suite in config.suites}
 
 
-def _by_threads(
-    config: GateConfig, threads: Sequence[int], out: Callable[[str], None]
-) -> dict[int, dict[str, SuiteResult]]:
-    """Each suite once per thread count, each count with its own cache (its own training)."""
-    import torch
-
-    before = torch.get_num_threads()
-    runs = {}
-    try:
-        for t in threads:
-            torch.set_num_threads(t)
-            out(f"--- {t} thread{'s' if t > 1 else ''}")
-            runs[t] = measure_suites(replace(config, cache=config.cache / f"threads-{t}"), out)
-    finally:
-        torch.set_num_threads(before)
-    return runs
-
-
 def _fmt(x: float | None) -> str:
     return "" if x is None else f"{x:.6g}"
 
 
 def _update(
     results: dict[str, SuiteResult],
-    runs: dict[int, dict[str, SuiteResult]] | None,
+    runs: dict[str, PerturbationRun] | None,
     folder: Path,
     command: str,
     out: Callable[[str], None],
@@ -164,8 +159,12 @@ def _update(
             out(f"[{suite}] skipped, baselines kept: {result.skipped}")
             continue
         old = load_baseline(folder, suite)
-        by_threads = {t: r[suite] for t, r in runs.items()} if runs else None
-        new = new_baseline(result, old, by_threads, command)
+        if runs:
+            by_perturbation = {name: run.results[suite] for name, run in runs.items()}
+            info = [run.info(suite) for run in runs.values()]
+        else:
+            by_perturbation, info = None, None
+        new = new_baseline(result, old, by_perturbation, command, info)
         path = write_baseline(folder, new)
         out(f"[{suite}] wrote {path}")
         old_metrics = (old or {}).get("metrics", {})
@@ -193,22 +192,51 @@ def run_gate(
     baselines: str | Path = "reports/baselines",
     reports: str | Path | None = "reports/regression",
     update: bool = False,
-    measure_threads: Sequence[int] = (),
+    measure: Sequence[Perturbation] = (),
     command: str = "overfeat regression",
     out: Callable[[str], None] = print,
 ) -> GateOutcome:
-    """Run the gate (module docstring); ``reports=None`` writes no table."""
+    """Run the gate (module docstring); ``reports=None`` writes no table. With ``measure``
+    (two or more perturbations, the first one's run the baseline), each is its own process
+    (:func:`overfeat.gate.perturb.measure_perturbations`)."""
     from overfeat.gate.report import render_baselines_readme, write_report
 
-    if measure_threads and not update:
-        raise ValueError("--measure-threads records tolerances: use it with --update-baselines")
+    if measure and not update:
+        raise ValueError(
+            "--measure records tolerances and judges nothing: add --update-baselines "
+            "(overfeat regression --update-baselines --measure)"
+        )
     if config.subset is not None and not Path(config.subset).is_dir():
         raise ValueError(f"--subset {config.subset}: no such folder; pass an ImageNet root folder")
     baselines = Path(baselines)
+    if config.pinned is None:
+        config = replace(config, pinned=baselines / "pinned")
+    if config.pin and not update:
+        raise ValueError(
+            "--pin replaces the networks the baselines were measured on: add --update-baselines "
+            "(overfeat regression --pin --update-baselines --measure)"
+        )
     start = time.perf_counter()
-    if measure_threads:
-        runs = _by_threads(config, measure_threads, out)
-        results = runs[measure_threads[0]]
+    if measure:
+        if config.pin:
+            # Pinned first, in this process, so that every child measures the same files. With
+            # the first perturbation's kernels and threads this process trains exactly what that
+            # child would, so it trains into the child's cache and the child reuses it.
+            first = measure[0]
+            same = first.kernels == "default" and not any(k in os.environ for k in KERNEL_ENV)
+            cache = config.cache / (f"perturb-{first.name}" if same else "pin")
+            out(f"--- pinning the suites' networks (cache {cache})")
+            import torch
+
+            before = torch.get_num_threads()
+            torch.set_num_threads(first.threads)
+            try:
+                measure_suites(replace(config, cache=cache), out)
+            finally:
+                torch.set_num_threads(before)
+            config = replace(config, pin=False)
+        runs = measure_perturbations(config, measure, out)
+        results = runs[measure[0].name].results
     else:
         runs = None
         results = measure_suites(config, out)

@@ -26,6 +26,7 @@ Metrics, beside the training losses:
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -36,7 +37,8 @@ from overfeat.gate.config import DetectionSuite, LocalizationSuite, TrainedSuite
 from overfeat.gate.trained import (
     eval_options,
     fresh_folder,
-    last_epoch,
+    loss_metric,
+    pinned_classifier,
     run_dir,
     train_cache,
     trained_classifier,
@@ -61,12 +63,6 @@ def best_overlap(boxes: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.maximum(inclusive_overlap(truth[:, None, :], boxes[None, :, :]).max(axis=1), 0.0)
 
 
-def _loss(run: Path, what: str) -> Measured:
-    last = last_epoch(run)
-    return Measured(float(last["train_loss"]), "lower_is_better", FLOAT_FLOOR,
-                    f"metrics.jsonl of the {what} run, epoch {last['epoch'] + 1}")  # fmt: skip
-
-
 def run_localization(
     suite_name: str,
     data: Path,
@@ -74,16 +70,21 @@ def run_localization(
     suite: LocalizationSuite,
     cache: Path,
     work: Path,
+    pinned: Path,
     device: str = "cpu",
     workers: int = 1,
     batch_size: int = 8,
     progress: bool = False,
+    pin: bool = False,
 ) -> SuiteResult:
-    """Train (or reuse) the classifier and its SCR regressor on ``data``, then localize its boxed
-    validation images with each of the suite's Figure 9 rows; ``work`` receives the files the
-    harness scores."""
+    """Train (or reuse) the classifier and its SCR regressor on ``data`` and judge the
+    regressor's training; localize the boxed validation images with each of the suite's Figure 9
+    rows on the pinned classifier and regressor (``pin``: pinned from this training first).
+    ``work`` receives the files the harness scores."""
     from overfeat.data.readers import classification_samples
     from overfeat.engine.regressor import load_regressor
+    from overfeat.gate.pinned import load_pinned
+    from overfeat.gate.pinned import pin as write_pinned
     from overfeat.localize import localization_images, localize_dataset
     from overfeat.reproduce.figure9 import (
         FIGURE9_ROWS,
@@ -109,18 +110,30 @@ def run_localization(
         run_dir(ref), data, "scr", (*suite.regressor_args, *where_args(device, workers, progress)),
         train_cache(cache, data),
     )  # fmt: skip
-    model = ref.load()
-    regressor = load_regressor(reg_run, classifier=model)
+    # The classifier is train-real's pinned one (the same trained run pins the same file).
+    cname, rname = "train-real.classifier", f"{suite_name}.regressor"
+    net = pinned_classifier(pinned, cname, ref, len(classes), pin,
+                            f"train-real: overfeat train classifier {' '.join(classifier.train_args)}")  # fmt: skip
+    if pin:
+        write_pinned(pinned, rname, "regressor", load_regressor(reg_run, classifier=ref.load()),
+                     f"{suite_name}: overfeat train regressor --type scr "
+                     f"{' '.join(suite.regressor_args)}", reads=cname)  # fmt: skip
+    model = net.module
+    reg = load_pinned(pinned, rname, reads=model)
+    regressor = reg.module
     result = SuiteResult(
         suite_name,
         data={"name": data.resolve().name, "train_images": train_images,
-              "boxed_val_images": len(samples), "classes": len(classes)},  # fmt: skip
+              "boxed_val_images": len(samples), "classes": len(classes),
+              "pinned": {cname: net.sha256[:16], rname: reg.sha256[:16]}},  # fmt: skip
     )
     m = result.metrics
-    m["SCR regressor train loss, last epoch"] = _loss(reg_run, "SCR regressor")
-    errors = "localization errors of the trained networks"
-    ious = "first-guess IoUs of the trained networks"
-    merged = "merged boxes of the trained networks"
+    # SCR's loss is a squared distance in window sides: an untrained regressor's (each window's
+    # own box) is what it starts from, so no chance value is claimed for it.
+    m["SCR regressor train loss, last epoch"] = loss_metric(reg_run, "SCR regressor", None)
+    errors = "localization errors of the pinned networks"
+    ious = "first-guess IoUs of the pinned networks"
+    merged = "merged boxes of the pinned networks"
     work = fresh_folder(work)
     options = eval_options(device, workers, batch_size, progress)
     for name in suite.rows:
@@ -129,22 +142,23 @@ def run_localization(
         h = score_localization(found, classes, boxes, work, name)
         what = f"{row.bar} ({row.protocol().summary()}); python -m evaluation loc"
         for k in (5, 1):
-            m[f"{name} top-{k} loc error"] = Measured(
+            m[f"pinned {name} top-{k} loc error"] = Measured(
                 h["loc_error_by_guesses"][k - 1], "lower_is_better", 1.0 / len(samples), what,
-                errors,
+                errors, chance=1.0,
             )  # fmt: skip
         first = [
             best_overlap(found.boxes[i, :1], boxes[n].boxes).max(initial=0.0)
             for i, n in enumerate(found.names)
         ]
-        m[f"{name} first-guess IoU"] = Measured(
+        m[f"pinned {name} first-guess IoU"] = Measured(
             float(np.mean(first)), "higher_is_better", FLOAT_FLOOR,
             f"{row.bar}: mean over images of the first guess's best IoU with a true box", ious,
+            chance=0.0,
         )  # fmt: skip
-        m[f"{name} merged boxes per image"] = Measured(
+        m[f"pinned {name} merged boxes per image"] = Measured(
             float(found.merged.mean()), "lower_is_better", 1.0 / len(samples),
             f"{row.bar}: boxes left by the per-class greedy merge (§4.3), mean over images",
-            merged,
+            merged, chance=0.0,
         )  # fmt: skip
     result.seconds = time.perf_counter() - start
     return result
@@ -157,13 +171,17 @@ def run_detection(
     suite: DetectionSuite,
     cache: Path,
     work: Path,
+    pinned: Path,
     device: str = "cpu",
     workers: int = 1,
     batch_size: int = 8,
     progress: bool = False,
+    pin: bool = False,
 ) -> SuiteResult:
     """Train (or reuse) ``classifier``'s network, the detector and its SCR regressor on ``data``
-    (a set with ``ILSVRC/Data/DET/val``), then detect its DET validation images and score them."""
+    (a set with ``ILSVRC/Data/DET/val``) and judge their training; detect its DET validation
+    images with the pinned detector and regressor (``pin``: pinned from this training first) and
+    score them."""
     from evaluation.formats import write_det_submission
     from evaluation.labels import DetLabels
     from overfeat.data import open_detection
@@ -177,6 +195,8 @@ def run_detection(
     )
     from overfeat.engine.detector import load_detector
     from overfeat.engine.regressor import load_regressor
+    from overfeat.gate.pinned import load_pinned
+    from overfeat.gate.pinned import pin as write_pinned
     from overfeat.inference_cli import _image_sizes
     from overfeat.reproduce.detection import train_detector_cached
     from overfeat.reproduce.figure9 import train_regressor_cached
@@ -194,8 +214,21 @@ def run_detection(
                              progress)  # fmt: skip
     det_run = train_detector_cached(run_dir(ref), data, (*suite.detector_args, *where), runs)
     reg_run = train_regressor_cached(det_run, data, "scr", (*suite.regressor_args, *where), runs)
-    model, background = load_detector(det_run)
-    regressor = load_regressor(reg_run, classifier=model)
+    dname, rname = f"{suite_name}.detector", f"{suite_name}.regressor"
+    if pin:
+        trained, bg = load_detector(det_run)
+        write_pinned(pinned, dname, "detector", trained,
+                     f"{suite_name}: overfeat train detector {' '.join(suite.detector_args)} on "
+                     f"the synthetic suite's classifier", background=bg)  # fmt: skip
+        write_pinned(pinned, rname, "regressor", load_regressor(reg_run, classifier=trained),
+                     f"{suite_name}: overfeat train regressor --type scr "
+                     f"{' '.join(suite.regressor_args)} on the detector", reads=dname)  # fmt: skip
+    det = load_pinned(pinned, dname)
+    if det.module.num_classes != len(classes) + 1:
+        raise ValueError(f"{pinned}/{dname}.pt has {det.module.num_classes} outputs, the data "
+                         f"{len(classes)} classes + background; pin it again with --pin")  # fmt: skip
+    reg = load_pinned(pinned, rname, reads=det.module)
+    model, background, regressor = det.module, det.background, reg.module
 
     paths = [p for p, _ in samples]
     names = [ann.image for _, ann in samples]
@@ -218,21 +251,28 @@ def run_detection(
     result = SuiteResult(
         suite_name,
         data={"name": data.resolve().name, "det_val_images": len(samples), "objects": objects,
-              "classes": len(classes)},  # fmt: skip
+              "classes": len(classes),
+              "pinned": {dname: det.sha256[:16], rname: reg.sha256[:16]}},  # fmt: skip
     )
     m = result.metrics
-    m["detector train loss, last epoch"] = _loss(det_run, "detector")
-    m["SCR regressor train loss, last epoch"] = _loss(reg_run, "SCR regressor")
-    what = f"detector + SCR regressor ({protocol.summary()})"
-    m["mAP"] = Measured(float(scores.mean_ap), "higher_is_better", FLOAT_FLOOR,
-                        f"{what}; the devkit's DET rules", "detections")  # fmt: skip
-    m["objects found at IoU 0.5"] = Measured(
+    # The detector's cross-entropy is over C classes + background (chance ln(C + 1)); the
+    # regressor's squared distance has no know-nothing value (it starts at each window's box).
+    m["detector train loss, last epoch"] = loss_metric(det_run, "detector",
+                                                       math.log(len(classes) + 1))  # fmt: skip
+    m["SCR regressor train loss, last epoch"] = loss_metric(reg_run, "SCR regressor", None)
+    what = f"pinned detector + SCR regressor ({protocol.summary()})"
+    m["pinned mAP"] = Measured(float(scores.mean_ap), "higher_is_better", FLOAT_FLOOR,
+                               f"{what}; the devkit's DET rules", "detections",
+                               chance=0.0)  # fmt: skip
+    m["pinned objects found at IoU 0.5"] = Measured(
         float(np.mean(hits)) if hits else 0.0, "higher_is_better", 1.0 / max(1, objects),
         f"{what}; true objects with a detection of their class at IoU >= 0.5", "detections",
+        chance=0.0,
     )  # fmt: skip
-    m["merged boxes per image"] = Measured(
+    m["pinned merged boxes per image"] = Measured(
         float(found.merged.mean()), "lower_is_better", 1.0 / len(samples),
         f"{what}; boxes left by the per-class greedy merge (§4.3), mean over images",
+        chance=0.0,
     )  # fmt: skip
     result.seconds = time.perf_counter() - start
     return result

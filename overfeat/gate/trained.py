@@ -22,6 +22,7 @@ Metrics:
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 import time
 from pathlib import Path
@@ -35,6 +36,9 @@ __all__ = [
     "eval_options",
     "fresh_folder",
     "last_epoch",
+    "loss_metric",
+    "pinned_classifier",
+    "pinned_ref",
     "run_dir",
     "run_trained",
     "synthetic_data",
@@ -133,18 +137,57 @@ def _true_class_score(row_work: Path, samples) -> float:
     return float(vectors[np.arange(len(labels)), labels].astype(np.float64).mean())
 
 
+def pinned_ref(net):
+    """A pinned network (:class:`overfeat.gate.pinned.Pinned`) as the reproduction runner's
+    :class:`~overfeat.reproduce.networks.NetworkRef`, keyed by its file's content."""
+    from overfeat.reproduce.networks import NetworkRef
+
+    arch = net.module.spec.name
+    return NetworkRef(arch, f"pinned:{net.sha256}", f"pinned {net.name}", False, lambda: net.module)
+
+
+def pinned_classifier(pinned: Path, name: str, ref, classes: int, pin: bool, source: str):
+    """The pinned classifier ``name`` (written first from the trained ``ref`` with ``pin``); a
+    ``ValueError`` when its class count is not the data's."""
+    from overfeat.gate.pinned import load_pinned
+    from overfeat.gate.pinned import pin as write_pinned
+
+    if pin:
+        write_pinned(pinned, name, "classifier", ref.load(), source)
+    net = load_pinned(pinned, name)
+    if net.module.num_classes != classes:
+        raise ValueError(
+            f"{pinned}/{name}.pt has {net.module.num_classes} classes, the data {classes}; pin "
+            "networks trained on this data with 'overfeat regression --pin --update-baselines "
+            "--baselines DIR'"
+        )
+    return net
+
+
+def loss_metric(run: Path, what: str, chance: float | None) -> Measured:
+    """The last epoch's training loss of ``run``; ``chance``: a know-nothing network's loss (ln C
+    for a classifier's cross-entropy)."""
+    last = last_epoch(run)
+    return Measured(float(last["train_loss"]), "lower_is_better", FLOAT_FLOOR,
+                    f"metrics.jsonl of the {what} run, epoch {last['epoch'] + 1}",
+                    chance=chance)  # fmt: skip
+
+
 def run_trained(
     suite_name: str,
     data: Path,
     suite: TrainedSuite,
     cache: Path,
     work: Path,
+    pinned: Path,
     device: str = "cpu",
     workers: int = 1,
     batch_size: int = 8,
     progress: bool = False,
+    pin: bool = False,
 ) -> SuiteResult:
-    """Train (or reuse) the suite's network on ``data`` and run its rows; ``work`` is emptied
+    """Train (or reuse) the suite's network on ``data`` and judge its training; run the suite's
+    rows on the pinned network (``pin``: pinned from this training first). ``work`` is emptied
     first and receives every file the harness scores."""
     from overfeat.data import readers
     from overfeat.reproduce.runner import run_row, validation_samples
@@ -154,41 +197,44 @@ def run_trained(
     data = Path(data)
     train_samples, _, _ = readers.classification_samples(data, "train")
     samples, classes = validation_samples(data, suite.val_limit)
-    ref = trained_classifier(data, suite.train_args, cache, len(classes), device, workers, progress)
+    c = len(classes)
+    ref = trained_classifier(data, suite.train_args, cache, c, device, workers, progress)
     last = last_epoch(run_dir(ref))
+    name = f"{suite_name}.classifier"
+    net = pinned_classifier(pinned, name, ref, c, pin,
+                            f"{suite_name}: overfeat train classifier {' '.join(suite.train_args)}")  # fmt: skip
 
     result = SuiteResult(
         suite_name,
         data={"name": data.resolve().name, "train_images": len(train_samples),
-              "val_images": len(samples), "classes": len(classes)},  # fmt: skip
+              "val_images": len(samples), "classes": c,
+              "pinned": {name: net.sha256[:16]}},  # fmt: skip
     )
     m = result.metrics
-    # One network's errors (and scores) share its training noise (decision
-    # TOLERANCE_FROM_THREAD_SPREAD).
-    errors, scores = "top-1 errors of the trained network", "true-class scores of the network"
-    m["train loss, last epoch"] = Measured(
-        float(last["train_loss"]), "lower_is_better", FLOAT_FLOOR,
-        f"metrics.jsonl of the run, epoch {last['epoch'] + 1}",
-    )  # fmt: skip
+    # The trained network's numbers share its training noise; the pinned network's errors share
+    # one network's rounding, its scores another (decision TOLERANCE_FROM_PERTURBATIONS).
+    m["train loss, last epoch"] = loss_metric(run_dir(ref), "classifier", math.log(c))
     if "val_top1_error" in last:
         m["centre-crop val top-1 error, last epoch"] = Measured(
             float(last["val_top1_error"]), "lower_is_better", 1.0 / max(1, last["val_images"]),
-            "the training engine's validation (one centre crop)", errors,
+            "the training engine's validation of the trained network (one centre crop)",
+            "trained network", chance=1.0 - 1.0 / c,
         )  # fmt: skip
 
+    errors, scores = "top-1 errors of the pinned network", "true-class scores of the pinned network"
     fresh_folder(work)
     options = eval_options(device, workers, batch_size, progress)
     for row in suite.rows:
         protocol = TABLE2_PROTOCOLS[row]
-        record = run_row(row, protocol, [ref], samples, work / row, options)
-        summary = record["protocol"]
-        m[f"{row} top-1 error"] = Measured(
+        record = run_row(row, protocol, [pinned_ref(net)], samples, work / row, options)
+        summary = f"{record['protocol']} on pinned {name}"
+        m[f"pinned {row} top-1 error"] = Measured(
             record["harness"]["top1_error"], "lower_is_better", 1.0 / len(samples),
-            f"{summary}; python -m evaluation cls", errors,
+            f"{summary}; python -m evaluation cls", errors, chance=1.0 - 1.0 / c,
         )  # fmt: skip
-        m[f"{row} true-class score"] = Measured(
+        m[f"pinned {row} true-class score"] = Measured(
             _true_class_score(work / row, samples), "higher_is_better", FLOAT_FLOOR,
-            f"{summary}; mean vote for the true class", scores,
+            f"{summary}; mean vote for the true class", scores, chance=1.0 / c,
         )  # fmt: skip
     result.seconds = time.perf_counter() - start
     return result

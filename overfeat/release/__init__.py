@@ -72,9 +72,10 @@ def release_model_for(
     The entry point of every ``--release-weights DIR`` option. ``ReleaseNet.model`` is a plain
     :class:`~overfeat.models.OverFeat` (``features``/``pool``/``classifier``, so dense multi-scale
     inference applies unchanged); feed it ``ReleaseNet.normalize(x)`` with ``x`` RGB in 0–255
-    (``ReleaseNormalize(input_scale=1.0)`` for 0–1 tensors). With ``labels`` (the devkit meta),
-    the last layer's rows are permuted so outputs follow the sorted-WNID index the rest of the
-    project uses; without, outputs stay in the release's ILSVRC2012_ID order.
+    (``ReleaseNormalize(input_scale=1.0)`` for 0–1 tensors). With ``labels`` (the devkit meta, or
+    :func:`overfeat.data.class_order.ilsvrc2012_labels`), the last layer's rows are permuted so
+    outputs follow the sorted-WNID index the rest of the project uses; without, outputs stay in
+    the release's ILSVRC2012_ID order.
     """
     net = load_release(weights_dir, arch, activation=activation)
     if labels is None:

@@ -4,8 +4,10 @@ The release's 1000 outputs follow the ILSVRC2012 devkit's ``ILSVRC2012_ID`` orde
 is the class with ILSVRC2012_ID ``i + 1`` (0 = n02119789 kit fox, 999 = n03255030 dumbbell), not
 the sorted-WNID order of torchvision and of this project (overfeat-release.md §1.4). The release
 ships names only, no WNIDs, and the name "crane" occurs twice (428 the bird, 544 the machine;
-sermanet/OverFeat issue #28), so every mapping here goes by **position** through the devkit meta
-the user points at (:class:`evaluation.labels.ClassLabels`), never by name.
+sermanet/OverFeat issue #28), so every mapping here goes by **position** through a
+:class:`evaluation.labels.ClassLabels` in ILSVRC2012_ID order (the devkit meta the user points
+at, or the order shipped with the package, :func:`overfeat.data.class_order.ilsvrc2012_labels`),
+never by name.
 
 Permutations are ``(1000,)`` int64 arrays used as ``scores[:, perm]``.
 """

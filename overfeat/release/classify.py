@@ -25,6 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from evaluation.labels import ClassLabels
+from overfeat.flags import add_device_flag, add_meta_flag
 from overfeat.release.classes import release_names
 from overfeat.release.resize import fill_size, imagemagick_resize
 from overfeat.release.weights import (
@@ -177,9 +178,8 @@ def register(subparsers) -> None:
         help="network (default: fast, the release's default, or the file's size for a file)",
     )
     p.add_argument("--top", type=_top_k, default=5, metavar="K", help="classes to print (5)")
-    p.add_argument(
-        "--meta",
-        metavar="META_MAT",
+    add_meta_flag(
+        p,
         help="the devkit's meta.mat / meta_clsloc.mat: print class names (default: ILSVRC2012_ID)",
     )
     p.add_argument(
@@ -189,7 +189,7 @@ def register(subparsers) -> None:
         help="release: the binary's approximate exp (default); exact: torch.softmax",
     )
     p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per forward")
-    p.add_argument("--device", default="cpu", help="torch device (cpu)")
+    add_device_flag(p, "cpu", help="cpu or cuda[:N] (default cpu)")
     # Width-scaled networks in the release layout, for tests and demos without the real files.
     p.add_argument("--width", type=float, default=1.0, help=argparse.SUPPRESS)
     p.set_defaults(func=run)

@@ -5,7 +5,8 @@ With no arguments, ``table2`` runs on the embedded default (a synthetic ILSVRC-f
 toy networks trained on this machine, cached under ``runs/reproduce``)::
 
     overfeat reproduce table2
-    overfeat reproduce table2 --data /data/imagenet --release-weights DIR --meta t12/meta.mat
+    overfeat reproduce table2 --data /data/imagenet --release-weights DIR
+    overfeat reproduce table2 --data /data/imagenet --devkit ILSVRC2012_devkit_t12 --release-weights DIR
     overfeat reproduce table2 --data DIR --checkpoints fast=RUN1,RUN2 accurate=RUN3
     overfeat reproduce table2 --data DIR --members 3 --train --recipe toy --epochs 8
     overfeat reproduce figure9
@@ -16,8 +17,10 @@ toy networks trained on this machine, cached under ``runs/reproduce``)::
     overfeat reproduce all --data DIR --train --recipe toy --epochs 8
 
 Flags after ``--train`` are ``overfeat train classifier``'s, for the networks it trains.
-Reports go to ``reports/<artifact>/``; ``report`` re-renders every one of them (and the README's
-generated blocks with ``--readme``) from the saved CSV/JSON without running a network.
+Reports go to ``reports/<artifact>/``: a run writes its own report files only and prints a
+short summary; ``report`` re-renders every one of them and the index ``reports/README.md`` (and
+the README's generated blocks with ``--readme``) from the saved CSV/JSON without running a
+network.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
+
+from overfeat.flags import add_device_flag, add_devkit_flag, add_meta_flag
 
 __all__ = ["ALL_ARTIFACTS", "register"]
 
@@ -56,7 +62,8 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     """The flags of every reproduction that runs networks (read back by :func:`_options`)."""
     p.add_argument("--cache", default="runs/reproduce",
                    help="work folder: data, trained networks, finished rows")  # fmt: skip
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    add_device_flag(p, "cpu", help="cpu or cuda[:N]")
+    add_devkit_flag(p)
     p.add_argument("--batch-size", type=int, default=8, help="images per batch")
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.add_argument("--amp", choices=("none", "bf16"), default="none",
@@ -101,8 +108,9 @@ def register(subparsers) -> None:
     t2.add_argument("--rows", type=_rows, default=(), metavar="T2-2,T2-7", help="only these rows")
     t2.add_argument("--release-weights", default=None, metavar="DIR",
                     help="the released networks (net_weight_0 fast, net_weight_1 accurate)")  # fmt: skip
-    t2.add_argument("--meta", default=None, metavar="META_MAT",
-                    help="the devkit's meta.mat (class order of the released networks)")  # fmt: skip
+    add_meta_flag(t2, help="the devkit's meta.mat: the released networks' class order (optional: "
+                  "it ships with the package); the validation ground truth beside it labels a "
+                  "flat val/")  # fmt: skip
     t2.add_argument("--checkpoints", nargs="+", default=(), metavar="ARCH=RUN[,RUN...]",
                     help="networks trained with 'overfeat train classifier'; several runs of "
                     "one kind make the ensembles of rows 8-9")  # fmt: skip
@@ -189,8 +197,7 @@ def register(subparsers) -> None:
                        help="only the first N validation images of each artifact")  # fmt: skip
     every.add_argument("--release-weights", default=None, metavar="DIR",
                        help="Table 2's released networks (see 'reproduce table2 --help')")  # fmt: skip
-    every.add_argument("--meta", default=None, metavar="META_MAT",
-                       help="the devkit's meta.mat, with --release-weights")  # fmt: skip
+    add_meta_flag(every, help="Table 2's --meta (see 'reproduce table2 --help')")
     _run_flags(every)
     _common(every)
     _train_flag(every)
@@ -205,33 +212,48 @@ def _command() -> str:
     return "overfeat " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "overfeat reproduce"
 
 
-def _render(args: argparse.Namespace) -> None:
-    from evaluation.render import render_all
+def _render(args: argparse.Namespace, csv_path) -> None:
+    """Render this run's own report files, and the README's blocks with ``--readme``.
 
-    render_all(args.reports, args.readme)
+    Decision INDEX_BY_REPORT_AND_ALL: the index ``reports/README.md`` is rebuilt by ``reproduce
+    report`` and ``reproduce all`` only, so a single run leaves the tracked index and the other
+    runs' files as they are."""
+    from pathlib import Path
+
+    from evaluation.render import render_run, update_readme
+
+    render_run(csv_path)
+    if args.readme and Path(args.readme).is_file():
+        update_readme(args.readme, args.reports)
 
 
-def _report(args: argparse.Namespace, artifact: str, run, markdown) -> int:
-    """Run one reproduction (``run()`` → its CSV), re-render the reports (and the README's
-    blocks with ``--readme``) and print its table; a source it cannot use is one line, exit 2."""
-    from evaluation.render import read_run
+def _devkit_folders(args: argparse.Namespace) -> tuple[str | None, ...]:
+    """Where a flat val/'s devkit ground truth is looked for first: ``--devkit``, then beside
+    ``--meta`` (decision DEVKIT_SEARCH)."""
+    meta = getattr(args, "meta", None)
+    return args.devkit, str(Path(meta).expanduser().parent) if meta else None
+
+
+def _report(args: argparse.Namespace, artifact: str, run) -> int:
+    """Run one reproduction (``run()`` → its CSV), render its report (and the README's blocks
+    with ``--readme``) and print a short summary: each row's numbers and where the report is;
+    a source it cannot use is one line, exit 2."""
+    from evaluation.render import run_summary
+    from overfeat.data.readers import devkit_search
     from overfeat.reproduce.networks import SourceError
 
     try:
-        csv_path = run()
+        with devkit_search(*_devkit_folders(args)):
+            csv_path = run()
     except (SourceError, FileNotFoundError) as exc:
         print(f"reproduce {artifact}: {exc}", file=sys.stderr)
         return 2
-    _render(args)
-    table, meta = read_run(csv_path)
-    text = markdown(table, meta)
-    print(text[text.index("| row |") :])
-    print(f"report: {csv_path.with_suffix('.md')}")
+    _render(args, csv_path)
+    print(run_summary(csv_path), flush=True)
     return 0
 
 
 def _run_table2(args: argparse.Namespace) -> int:
-    from evaluation.render import table2_markdown
     from overfeat.reproduce.table2 import Table2Request, reproduce_table2
 
     request = Table2Request(
@@ -251,11 +273,10 @@ def _run_table2(args: argparse.Namespace) -> int:
         options=_options(args),
         command=_command(),
     )
-    return _report(args, "table2", lambda: reproduce_table2(request), table2_markdown)
+    return _report(args, "table2", lambda: reproduce_table2(request))
 
 
 def _run_figure9(args: argparse.Namespace) -> int:
-    from evaluation.render import figure9_markdown
     from overfeat.reproduce.figure9 import Figure9Request, reproduce_figure9
 
     request = Figure9Request(
@@ -274,11 +295,10 @@ def _run_figure9(args: argparse.Namespace) -> int:
         options=_options(args),
         command=_command(),
     )
-    return _report(args, "figure9", lambda: reproduce_figure9(request), figure9_markdown)
+    return _report(args, "figure9", lambda: reproduce_figure9(request))
 
 
 def _run_detection(args: argparse.Namespace) -> int:
-    from evaluation.render import detection_markdown
     from overfeat.reproduce.detection import DetectionRequest, reproduce_detection
 
     request = DetectionRequest(
@@ -295,14 +315,14 @@ def _run_detection(args: argparse.Namespace) -> int:
         options=_options(args),
         command=_command(),
     )
-    return _report(args, "detection", lambda: reproduce_detection(request), detection_markdown)
+    return _report(args, "detection", lambda: reproduce_detection(request))
 
 
 def _run_table(args: argparse.Namespace) -> int:
     from overfeat.reproduce.tables import write_table
 
     path = write_table(args.table, args.reports, _command())
-    _render(args)
+    _render(args, path)
     print(path.with_suffix(".md").read_text(encoding="utf-8"))
     return 0
 
@@ -322,8 +342,9 @@ def _all_argv(args: argparse.Namespace, artifact: str) -> list[str]:
     argv += [] if args.progress else ["--no-progress"]
     argv += ["--data", args.data] if args.data else []
     argv += ["--limit", str(args.limit)] if args.limit else []
-    if artifact == "table2" and args.release_weights:
-        argv += ["--release-weights", args.release_weights]
+    argv += ["--devkit", args.devkit] if args.devkit else []
+    if artifact == "table2":
+        argv += ["--release-weights", args.release_weights] if args.release_weights else []
         argv += ["--meta", args.meta] if args.meta else []
     return argv + (["--train", *args.train] if args.train is not None else [])
 
@@ -333,25 +354,47 @@ def _run_all(args: argparse.Namespace) -> int:
     import io
     import time
 
+    from evaluation.render import write_index
+    from overfeat.data.readers import devkit_search
+
     outcomes = []
     for artifact in ALL_ARTIFACTS:
         argv = _all_argv(args, artifact)
         print(f"=== overfeat reproduce {shlex.join(argv)}", flush=True)
         sub = args.parser.parse_args(argv)
         start = time.perf_counter()
-        errors = io.StringIO()
-        with contextlib.redirect_stderr(errors):
+        # Each artifact's stderr (progress, warnings, its error) goes on to the terminal or the
+        # log as it comes, and is kept for the reason in the table below.
+        errors = _Tee(sys.stderr, io.StringIO())
+        # The folder of --meta labels a flat val/ for every artifact, not only Table 2's.
+        with contextlib.redirect_stderr(errors), devkit_search(*_devkit_folders(args)):
             code = sub.func(sub)
-        why = errors.getvalue().strip()
-        if why:
-            print(why, file=sys.stderr)
+        why = errors.kept.getvalue().strip()
         outcomes.append((artifact, code, time.perf_counter() - start, why))
     print("\n| artifact | status | seconds |\n|---|---|---|")
     for artifact, code, seconds, why in outcomes:
         status = "written" if code == 0 else f"not run: {why.splitlines()[-1] if why else code}"
         print(f"| {artifact} | {status} | {seconds:.0f} |")
-    print(f"index: {args.reports}/README.md")
+    print(f"index: {write_index(args.reports)}")
     return 0 if all(code == 0 for _, code, _, _ in outcomes) else 1
+
+
+class _Tee:
+    """A stream writing to ``stream`` and keeping a copy in ``kept``; a terminal when
+    ``stream`` is one (progress bars stay bars)."""
+
+    def __init__(self, stream, kept):
+        self.stream, self.kept = stream, kept
+
+    def write(self, text: str) -> int:
+        self.kept.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
 
 
 def _run_report(args: argparse.Namespace) -> int:

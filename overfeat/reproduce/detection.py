@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from evaluation.paper import read_reported
+from overfeat.reproduce.content import FileHashes
 from overfeat.reproduce.embedded import (
     EMBEDDED_DATA,
     EMBEDDED_TRAIN_ARGS,
@@ -162,6 +163,38 @@ def _resolve(request: DetectionRequest):
     return data, desc, samples, xml_dir, classes, runs, notes, objects
 
 
+def class_names(data: Path, classes) -> list[str]:
+    """Each class's words from the data set's ``LOC_synset_mapping.txt`` (``""`` where it has
+    none, or where the data set has no such file), for the report beside the WNIDs."""
+    from evaluation.labels import read_synset_mapping
+    from overfeat.data.readers import find_clsloc_layout
+
+    try:
+        mapping = find_clsloc_layout(data).synset_mapping
+    except (FileNotFoundError, ValueError):
+        mapping = None
+    if mapping is None:
+        return [""] * len(classes)
+    wnids, words = read_synset_mapping(mapping)
+    found = dict(zip(wnids, words))
+    return [found.get(c, "") for c in classes]
+
+
+def _checkpoint_identity(run: Path | None, required, hashes: FileHashes) -> str:
+    """The sha256 of the checkpoint a run's loader reads (its newest readable one; decision
+    CONTENT_KEYS); ``""`` without a run."""
+    import warnings
+
+    from overfeat.engine.checkpoint import find_latest_valid
+
+    if run is None:
+        return ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the loader has already said what is unreadable
+        found = find_latest_valid(run, required=required)
+    return "sha256:" + hashes.sha256(found[0]) if found else str(run)
+
+
 def _detections(row, source, model, background, regressor, samples, sizes, classes, protocol,
                 options, like: float | None):  # fmt: skip
     from overfeat.detect import detect_dataset, random_detections
@@ -185,8 +218,8 @@ def reproduce_detection(request: DetectionRequest) -> Path:
         detection_submission,
         score_detections,
     )
-    from overfeat.engine.detector import load_detector
-    from overfeat.engine.regressor import load_regressor
+    from overfeat.engine.detector import DETECTOR_REQUIRED_KEYS, load_detector
+    from overfeat.engine.regressor import REGRESSOR_REQUIRED_KEYS, load_regressor
     from overfeat.inference_cli import _image_sizes
 
     started = time.perf_counter()
@@ -210,6 +243,11 @@ def reproduce_detection(request: DetectionRequest) -> Path:
     networks = f"detector {runs['detector'].name}" + (
         f"; SCR regressor {runs['regressor'].name}" if "regressor" in runs else ""
     )
+    hashes = FileHashes(Path(request.cache) / "sha256.json")
+    identities = {
+        "detector": _checkpoint_identity(runs["detector"], DETECTOR_REQUIRED_KEYS, hashes),
+        "regressor": _checkpoint_identity(runs.get("regressor"), REGRESSOR_REQUIRED_KEYS, hashes),
+    }
     table, records, like = [], {}, None
     for row, system, source in DETECTION_ROWS:
         entry = dict.fromkeys(COLUMNS, "") | {
@@ -224,8 +262,8 @@ def reproduce_detection(request: DetectionRequest) -> Path:
             continue
         if source == "random" and like is None:
             like = 1.0
-        key_src = json.dumps([row, protocol.to_dict(), str(runs.get("detector")),
-                              str(runs.get("regressor")), names, like], sort_keys=True)  # fmt: skip
+        key_src = json.dumps([row, protocol.to_dict(), identities["detector"],
+                              identities["regressor"], names, like], sort_keys=True)  # fmt: skip
         key = f"{row}-{hashlib.sha256(key_src.encode()).hexdigest()[:12]}"
         saved = work / f"{key}.json"
         if saved.is_file():
@@ -269,7 +307,9 @@ def reproduce_detection(request: DetectionRequest) -> Path:
         "created": date.today().isoformat(),
         "seconds_total": sum(r.get("seconds", 0.0) for r in records.values()),
         "notes": notes,
+        "networks_sha256": {k: v for k, v in identities.items() if v},
         "classes": list(classes),
+        "class_names": class_names(data, classes),
         "rows": records,
     }
     csv_path = write_run(request.reports, "detection", name, frame, meta)

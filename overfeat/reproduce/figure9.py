@@ -29,7 +29,9 @@ import pandas as pd
 
 from evaluation.diff import comparability
 from evaluation.paper import figure9_rows
+from evaluation.render import ordinal
 from overfeat.localize import LOCALIZATION_SCALES, LocalizationProtocol
+from overfeat.reproduce.content import FileHashes
 from overfeat.reproduce.embedded import (
     EMBEDDED_DATA,
     EMBEDDED_TRAIN_ARGS,
@@ -215,7 +217,7 @@ def _resolve(request: Figure9Request):
                          f"{shlex.join(regressor_args)}`.")  # fmt: skip
     data_desc += f": {len(samples):,} boxed validation images, {len(classes)} classes"
     if request.every > 1:
-        data_desc += f" (every {request.every}-th in file-name order)"
+        data_desc += f" (every {ordinal(request.every)} in file-name order)"
     if request.limit:
         data_desc += f" (the first {request.limit} in file-name order)"
     return data, data_desc, samples, classes, boxes, runs, notes
@@ -232,8 +234,9 @@ def _selected(request: Figure9Request) -> list[Figure9Row]:
     return [r for r in FIGURE9_ROWS if not request.rows or r.row in request.rows]
 
 
-def _networks(runs: dict[str, Path], classes):
-    """Loaded classifier and regressors (those given), checked against each other."""
+def _networks(runs: dict[str, Path], classes, hashes: FileHashes):
+    """Loaded classifier and regressors (those given), checked against each other; their labels
+    and cache keys (the sha256 of their checkpoint files, decision CONTENT_KEYS)."""
     from overfeat.engine.checkpoint import find_latest_valid
     from overfeat.engine.regressor import REGRESSOR_REQUIRED_KEYS, load_regressor
     from overfeat.localize import check_regressor
@@ -247,7 +250,8 @@ def _networks(runs: dict[str, Path], classes):
     ref = _checked_run(path, arch, len(classes), "--checkpoints classifier")
     model = ref.load()
     regressors = {}
-    labels = {"classifier": ref.label, "classifier_key": ref.key, "full_size": ref.full_size}
+    labels = {"classifier": ref.label, "classifier_key": ref.identity(hashes)[0],
+              "full_size": ref.full_size}  # fmt: skip
     for kind in ("scr", "pcr"):
         if kind not in runs:
             continue
@@ -260,9 +264,9 @@ def _networks(runs: dict[str, Path], classes):
             raise SourceError(f"--checkpoints {kind}={runs[kind]} holds a {reg.kind.upper()} "
                               f"regressor; list it as {reg.kind}={runs[kind]}")  # fmt: skip
         regressors[kind] = reg
-        step = find_latest_valid(runs[kind], required=REGRESSOR_REQUIRED_KEYS)[0].name
-        labels[kind] = f"{kind.upper()} {runs[kind].name} ({step})"
-        labels[f"{kind}_key"] = f"{runs[kind].resolve()}:{step}"
+        step = find_latest_valid(runs[kind], required=REGRESSOR_REQUIRED_KEYS)[0]
+        labels[kind] = f"{kind.upper()} {runs[kind].name} ({step.name})"
+        labels[f"{kind}_key"] = "sha256:" + hashes.sha256(step)
     return model, regressors, labels
 
 
@@ -332,7 +336,7 @@ def reproduce_figure9(request: Figure9Request) -> Path:
     started = time.perf_counter()
     rows = _selected(request)
     data, data_desc, samples, classes, boxes, runs, notes = _resolve(request)
-    model, regressors, labels = _networks(runs, classes)
+    model, regressors, labels = _networks(runs, classes, FileHashes(Path(request.cache) / "sha256.json"))
     name = _run_name(request)
     work = Path(request.cache) / "figure9" / name
     paper = figure9_rows()
@@ -383,6 +387,8 @@ def reproduce_figure9(request: Figure9Request) -> Path:
         "networks_description": "; ".join(
             labels[k] for k in ("classifier", "scr", "pcr") if k in labels
         ),
+        "networks_sha256": {labels[k]: labels[f"{k}_key"] for k in ("classifier", "scr", "pcr")
+                            if k in labels},  # fmt: skip
         "command": request.command,
         "created": date.today().isoformat(),
         "seconds_total": sum(r.get("seconds", 0.0) for r in records.values()),

@@ -42,15 +42,29 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class NetworkRef:
-    """One network, not loaded: ``key`` identifies it for caches (folder + checkpoint, or the
-    weight file and its size), ``label`` describes it in reports, ``load()`` builds it on the CPU
-    in eval mode with outputs in the data set's sorted-WNID order."""
+    """One network, not loaded: ``key`` names where it comes from (``"<run folder>:<checkpoint
+    file>"``, or the weight file), ``label`` describes it in reports, ``load()`` builds it on the
+    CPU in eval mode with outputs in the data set's sorted-WNID order, ``files`` are every file
+    ``load()`` reads (their content is the network's identity in caches, :meth:`identity`)."""
 
     arch: str
     key: str
     label: str
     full_size: bool
     load: Callable[[], nn.Module] = field(compare=False, repr=False)
+    files: tuple[Path, ...] = ()
+
+    def identity(self, hashes) -> tuple[str, dict[str, str]]:
+        """→ ``(cache identity, {file: sha256})``: the combined sha256 of :attr:`files`
+        (decision CONTENT_KEYS, :mod:`overfeat.reproduce.content`) with ``hashes`` (a
+        :class:`~overfeat.reproduce.content.FileHashes`); a network given without files (built
+        in memory, or keyed by its content already) is its ``key``."""
+        from overfeat.reproduce.content import combined_digest
+
+        if not self.files:
+            return self.key, {}
+        digests = hashes.digests(self.files)
+        return combined_digest(digests), digests
 
 
 # ----------------------------------------------------------------------------- trained runs
@@ -110,9 +124,8 @@ def _checked_run(run_dir: Path, arch: str, num_classes: int, flag: str) -> Netwo
     status = "" if done >= epochs else f", unfinished: {done} of {epochs} epochs"
     width = config.get("width", 1.0)
     label = f"{arch} width {width:g}, {run_dir.name} ({path.name}{status})"
-    return NetworkRef(
-        arch, f"{run_dir.resolve()}:{path.name}", label, width == 1.0, lambda p=path: _load_run(p)
-    )
+    return NetworkRef(arch, f"{run_dir.resolve()}:{path.name}", label, width == 1.0,
+                      lambda p=path: _load_run(p), files=(path,))  # fmt: skip
 
 
 def from_checkpoints(runs: dict[str, list[Path]], num_classes: int) -> dict[str, list[NetworkRef]]:
@@ -131,18 +144,19 @@ def from_release(
 ) -> dict[str, list[NetworkRef]]:
     """The released fast and accurate networks in ``weights`` (a folder with ``net_weight_0``
     and/or ``net_weight_1``), their outputs permuted from the release's ILSVRC2012_ID order to
-    the data set's sorted WNIDs through the devkit's ``meta`` file."""
+    the data set's sorted WNIDs through the devkit's ``meta`` file, or without it through the
+    order shipped with the package (:mod:`overfeat.data.class_order`, decision
+    SHIPPED_CLASS_ORDER)."""
     from evaluation.labels import ClassLabels
+    from overfeat.data.class_order import class_order_path, ilsvrc2012_labels
     from overfeat.release import RELEASE_FILE_NAMES, load_release, release_model_for
 
     folder = Path(weights)
     if not folder.exists():
         raise SourceError(f"--release-weights {folder}: no such file or folder; unpack "
                           "overfeat-weights.tgz and pass the folder holding net_weight_0/1")  # fmt: skip
-    if meta is None:
-        raise SourceError("--release-weights needs --meta META_MAT (the devkit's meta.mat): the "
-                          "release's outputs follow the devkit's ILSVRC2012_ID order")  # fmt: skip
-    labels = ClassLabels.from_devkit_meta(meta)
+    order = Path(meta) if meta is not None else class_order_path()
+    labels = ClassLabels.from_devkit_meta(meta) if meta is not None else ilsvrc2012_labels()
     if list(classes) != list(labels.wnids):
         raise SourceError(
             f"--release-weights: the data set has {len(classes)} classes; the released networks "
@@ -165,8 +179,10 @@ def from_release(
         def load(arch=arch, path=path) -> nn.Module:
             return release_model_for(arch, path, labels=labels).model.eval()
 
-        key = f"{path.resolve()}:{path.stat().st_size}"
-        out[arch] = [NetworkRef(arch, key, f"released {arch} network ({path.name})", True, load)]
+        # The class order (--meta, or the shipped one) orders the outputs: a different order is
+        # a different network.
+        out[arch] = [NetworkRef(arch, str(path.resolve()), f"released {arch} network ({path.name})",
+                                True, load, files=(path, order))]  # fmt: skip
     if not out:
         raise SourceError(f"--release-weights {folder}: holds neither net_weight_0 (fast) nor "
                           "net_weight_1 (accurate)")  # fmt: skip

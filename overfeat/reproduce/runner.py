@@ -8,11 +8,15 @@ averaged (ensembles, decision ENSEMBLE_MEAN_OF_CLASS_VECTORS), and the top 5 are
 devkit submission that ``python -m evaluation cls`` scores (the same function, called in-process).
 
 Everything a row computes lives in a work folder, so an interrupted reproduction continues with
-the same command without recomputing what finished:
+the same command without recomputing what finished, rows and images alike:
 
+- ``partial/<digest>/``: a row in progress, saved every few seconds and on Ctrl-C
+  (:mod:`overfeat.reproduce.partial`);
 - ``vectors/<key>.npy``: one network's class vectors ``(N, C)`` float32 under one protocol (a
   7-network ensemble row reuses the single-network row's vectors of its first member);
-- ``rows/<row>.json``: the row's harness output, keyed by everything that determines it;
+- ``rows/<row>.json``: the row's harness output, keyed by everything that determines it: the
+  images, the protocol and the content (sha256) of every file its networks are read from
+  (decision CONTENT_KEYS, :mod:`overfeat.reproduce.content`);
 - ``ground_truth.txt`` and ``predictions/<row>.txt``: the devkit files that were scored.
 """
 
@@ -29,18 +33,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from overfeat.data.decode import CorruptImage, SkipCounter, decode_rgb
-from overfeat.data.transforms import DEFAULT_NORMALIZATION, NORMALIZATIONS
+from overfeat.reproduce.content import FileHashes
+from overfeat.reproduce.images import ValidationImages, collate_images, image_batches
 from overfeat.reproduce.networks import NetworkRef
+from overfeat.reproduce.partial import PartialRow
 from overfeat.scales import ClassificationProtocol
 
 __all__ = [
+    "RowIdentity",
     "RunOptions",
     "ValidationImages",
     "collate_images",
+    "finished_row",
     "protocol_summary",
+    "row_identity",
     "run_row",
     "validation_samples",
     "write_ground_truth",
@@ -67,40 +74,6 @@ class RunOptions:
     workers: int = 2
     amp: str = "none"
     progress: bool = True
-
-
-class ValidationImages(Dataset):
-    """``samples [(path, label)]`` → ``(index, image (3, H, W) float32 normalised | None)``.
-
-    Images stay at full size; ``None`` marks a file that could not be decoded (counted in
-    ``skips``, warned about once).
-    """
-
-    def __init__(self, samples: Sequence[tuple[str, int]], normalization: str = DEFAULT_NORMALIZATION):
-        self.paths = [p for p, _ in samples]
-        norm = NORMALIZATIONS[normalization]
-        self.mean = torch.tensor(norm.mean).view(3, 1, 1)
-        self.std = torch.tensor(norm.std).view(3, 1, 1)
-        self.skips = SkipCounter()
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None]:
-        try:
-            img = decode_rgb(self.paths[i])
-        except CorruptImage as err:
-            self.skips.skip(err)
-            return i, None
-        pixels = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float()
-        return i, (pixels - self.mean) / self.std
-
-
-def collate_images(batch):
-    """→ ``(indices (B,), images [(3, H, W)] of any sizes)`` of the decodable images, and the
-    indices of the others."""
-    kept = [(i, x) for i, x in batch if x is not None]
-    return [i for i, _ in kept], [x for _, x in kept], [i for i, x in batch if x is None]
 
 
 def validation_samples(data: str | Path, limit: int | None = None, every: int = 1):
@@ -149,10 +122,46 @@ def write_ground_truth(path: Path, samples: Sequence[tuple[str, int]]) -> None:
     path.write_text("".join(f"{label + 1}\n" for _, label in samples), encoding="utf-8")
 
 
-def _autocast(options: RunOptions, device: torch.device):
-    if options.amp == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+@dataclass(frozen=True)
+class RowIdentity:
+    """Everything that determines a row's numbers, as cache keys: ``key`` the row's,
+    ``member_keys`` each network's vectors' (protocol, images, precision and the network's
+    content), ``data`` the images', ``networks`` each network's label and ``{file: sha256}``."""
+
+    key: str
+    member_keys: list[str]
+    data: str
+    networks: list[dict]
+
+
+def row_identity(
+    row: str,
+    protocol: ClassificationProtocol,
+    members: list[NetworkRef],
+    samples: Sequence[tuple[str, int]],
+    options: RunOptions,
+    hashes: FileHashes,
+) -> RowIdentity:
+    """The row's cache keys; the network files are hashed through ``hashes`` (remembered, so a
+    580 MB file is read once, not on every invocation)."""
+    dkey = data_key(samples)
+    single = replace(protocol, models=1)
+    member_keys, networks = [], []
+    for ref in members:
+        content, files = ref.identity(hashes)
+        member_keys.append(_digest(content, repr(single), dkey, options.amp))
+        networks.append({"label": ref.label, "identity": content, "sha256": files})
+    return RowIdentity(_digest(row, member_keys), member_keys, dkey, networks)
+
+
+def finished_row(work: Path, row: str, identity: RowIdentity) -> dict | None:
+    """The saved record of ``row`` in ``work`` when it was computed for exactly ``identity``,
+    else ``None``."""
+    record_path = work / "rows" / f"{row}.json"
+    if not record_path.is_file():
+        return None
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    return record if record.get("key") == identity.key else None
 
 
 def _member_vectors(
@@ -161,44 +170,33 @@ def _member_vectors(
     samples: Sequence[tuple[str, int]],
     options: RunOptions,
     desc: str,
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Every member's class vectors ``(N, C)`` in one pass over the images; ``decoded (N,)``."""
-    from tqdm import tqdm
-
+    partial: PartialRow,
+) -> int:
+    """Every member's class vectors of the images ``partial`` has not done, in one pass over
+    those images, recorded in ``partial`` and saved there as they come (decision
+    ROW_PROGRESS_SAVED) → the networks' class count."""
     device = torch.device(options.device)
     models = []
     for ref in members:
         model = ref.load().to(device)
         model.eval()
         models.append(model)
-    dataset = ValidationImages(samples)
-    loader = DataLoader(
-        dataset,
-        batch_size=options.batch_size,
-        num_workers=options.workers,
-        collate_fn=collate_images,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
-    n = len(samples)
-    vectors: list[np.ndarray | None] = [None] * len(models)
-    decoded = np.zeros(n, dtype=bool)
-    bar = tqdm(total=n, desc=desc, unit="img", disable=not options.progress, leave=False)
-    with torch.inference_mode(), _autocast(options, device):
-        for indices, images, _skipped in loader:
-            bar.update(len(indices) + len(_skipped))
-            if not indices:
-                continue
-            images = [x.to(device, non_blocking=True) for x in images]
-            decoded[indices] = True
-            for m, model in enumerate(models):
-                v = protocol.class_vector(model, images).float().cpu().numpy()
-                if vectors[m] is None:
-                    vectors[m] = np.zeros((n, v.shape[1]), dtype=np.float32)
-                vectors[m][indices] = v
-    bar.close()
-    classes = models[0].num_classes if models else 0
-    return [v if v is not None else np.zeros((n, classes), np.float32) for v in vectors], decoded
+    todo = partial.todo()
+    paths = [samples[i][0] for i in todo]
+    try:
+        with torch.inference_mode():
+            for indices, images, skipped in image_batches(paths, options, desc, total=len(samples)):
+                partial.skip(todo[skipped])
+                if indices:
+                    vectors = [protocol.class_vector(m, images).float().cpu().numpy() for m in models]
+                    partial.record(todo[indices], vectors)
+                partial.save_if_due()
+    except BaseException:
+        # Ctrl-C (KeyboardInterrupt) or any failure: keep every batch that finished.
+        with contextlib.suppress(Exception):
+            partial.save()
+        raise
+    return models[0].num_classes if models else 0
 
 
 def run_row(
@@ -208,39 +206,41 @@ def run_row(
     samples: Sequence[tuple[str, int]],
     work: Path,
     options: RunOptions,
+    hashes: FileHashes | None = None,
 ) -> dict:
-    """Run one Table 2 row (or reuse its saved result) and score it with the harness.
+    """Run one Table 2 row (or reuse its saved result, or continue it where it stopped) and
+    score it with the harness.
 
-    ``members``: the networks of the row (one, or the ensemble's). Returns the row's record:
-    the harness output (``top1_error``, ``top5_error``, ``error_by_guesses``, fractions), the
-    image count, the undecodable images, the seconds it took and the files it scored.
+    ``members``: the networks of the row (one, or the ensemble's); ``hashes``: where the network
+    files' digests are remembered (default ``work/sha256.json``). Returns the row's record: the
+    harness output (``top1_error``, ``top5_error``, ``error_by_guesses``, fractions), the image
+    count, the undecodable images, the networks' sha256, the seconds it took and the files it
+    scored.
     """
     from evaluation.tasks import evaluate_classification_files
 
     work.mkdir(parents=True, exist_ok=True)
-    dkey = data_key(samples)
-    single = replace(protocol, models=1)
-    member_keys = [_digest(ref.key, repr(single), dkey, options.amp) for ref in members]
-    key = _digest(row, member_keys)
-    record_path = work / "rows" / f"{row}.json"
-    if record_path.is_file():
-        record = json.loads(record_path.read_text())
-        if record.get("key") == key:
-            return record | {"reused": True}
+    hashes = hashes if hashes is not None else FileHashes(work / "sha256.json")
+    identity = row_identity(row, protocol, members, samples, options, hashes)
+    record = finished_row(work, row, identity)
+    if record is not None:
+        return record | {"reused": True}
 
-    start = time.perf_counter()
+    start, seconds_before = time.perf_counter(), 0.0
     vec_dir = work / "vectors"
     vec_dir.mkdir(exist_ok=True)
-    paths = [vec_dir / f"{k}.npy" for k in member_keys]
-    mask_path = vec_dir / f"{dkey}.decoded.npy"
+    paths = [vec_dir / f"{k}.npy" for k in identity.member_keys]
+    mask_path = vec_dir / f"{identity.data}.decoded.npy"
     todo = [i for i, p in enumerate(paths) if not p.is_file() or not mask_path.is_file()]
     if todo:
-        computed, decoded = _member_vectors(
-            [members[i] for i in todo], protocol, samples, options, f"{row} ({protocol_summary(protocol)})"
-        )
-        for i, v in zip(todo, computed):
-            _save_npy(paths[i], v)
-        _save_npy(mask_path, decoded)
+        todo_keys = [identity.member_keys[i] for i in todo]
+        partial = PartialRow(work / "partial" / _digest(todo_keys), len(samples), len(todo))
+        num_classes = _member_vectors([members[i] for i in todo], protocol, samples, options,
+                                      f"{row} ({protocol_summary(protocol)})", partial)  # fmt: skip
+        seconds_before = partial.seconds_before
+        # The mask first: a run stopped between the two finds the vectors still in progress.
+        _save_npy(mask_path, partial.decoded)
+        partial.finish([paths[i] for i in todo], num_classes)
     decoded = np.load(mask_path)
     mean = np.mean([np.load(p) for p in paths], axis=0)
     # Top 5 by descending score; a stable sort breaks ties by the lower class index.
@@ -256,16 +256,19 @@ def run_row(
     pred_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     harness = evaluate_classification_files(gt_path, pred_path)
     record = {
-        "key": key,
+        "key": identity.key,
         "row": row,
         "protocol": protocol_summary(protocol),
         "members": [ref.label for ref in members],
+        "networks": identity.networks,
         "images": len(samples),
         "skipped": int((~decoded).sum()),
+        "skipped_images": [samples[i][0] for i in np.flatnonzero(~decoded)],
         "harness": harness,
         "harness_command": f"python -m evaluation cls --gt {gt_path} --pred {pred_path}",
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds_before + time.perf_counter() - start,
     }
+    record_path = work / "rows" / f"{row}.json"
     record_path.parent.mkdir(exist_ok=True)
     tmp = record_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")

@@ -3,8 +3,12 @@
 ``reproduce_table2`` resolves the data and the networks (:mod:`overfeat.reproduce.networks`),
 runs each row of ``overfeat.scales.TABLE2_PROTOCOLS`` (:func:`overfeat.reproduce.runner.run_row`)
 and writes ``reports/table2/<run>.csv`` (the source of truth) and ``<run>.json`` (every row's
-harness output and how the run was made); :mod:`evaluation.render` renders the Markdown and the
-plot from them.
+harness output, the sha256 of every network file, and how the run was made);
+:mod:`evaluation.render` renders the Markdown and the plot from them.
+
+A run is its name (from the sources, or ``--name``): rows run one invocation at a time
+(``--rows T2-2``, then ``--rows T2-3``) make one report, which holds every row the run has
+finished on the same images with the same networks (decision RUN_MERGES_FINISHED_ROWS).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import pandas as pd
 
 from evaluation.diff import comparability
 from evaluation.paper import table2_rows
+from evaluation.render import ordinal
+from overfeat.reproduce.content import FileHashes
 from overfeat.reproduce.embedded import (
     EMBEDDED_DATA,
     EMBEDDED_MEMBERS,
@@ -37,7 +43,9 @@ from overfeat.reproduce.networks import (
 )
 from overfeat.reproduce.runner import (
     RunOptions,
+    finished_row,
     protocol_summary,
+    row_identity,
     run_row,
     validation_samples,
     write_run,
@@ -77,6 +85,7 @@ class Table2Request:
 
 
 def _rows(request: Table2Request) -> list[str]:
+    """The rows asked for (every row without ``--rows``), in the table's order."""
     known = ["T2-1", *TABLE2_PROTOCOLS]
     if not request.rows:
         return known
@@ -133,7 +142,7 @@ def _resolve(request: Table2Request):
             )
     data_desc += f": {len(samples):,} validation images, {len(classes)} classes"
     if request.every > 1:
-        data_desc += f" (every {request.every}-th image in file-name order)"
+        data_desc += f" (every {ordinal(request.every)} image in file-name order)"
     if request.limit:
         data_desc += f" (the first {request.limit} in file-name order)"
     net_desc = "; ".join(
@@ -158,19 +167,38 @@ def _pct(x: float) -> float:
     return round(100.0 * x, 4)
 
 
+def _members(row: str, refs: list[NetworkRef], request: Table2Request):
+    """→ ``(the networks row ``row`` runs, "")``, or ``([], why it cannot run)``."""
+    protocol = TABLE2_PROTOCOLS[row]
+    wanted = protocol.models
+    if not refs:
+        return [], f"not available: no {protocol.arch} network was given"
+    if wanted > 1 and len(refs) < 2:
+        return [], (
+            f"not available: an ensemble needs several trained {protocol.arch} networks and only "
+            "one was given"
+            + (" (the release holds one of each kind; pass --checkpoints with "
+               f"{PAPER_ENSEMBLE} runs)" if request.release_weights else
+               f" (--members {protocol.arch}=1)" if request.train else "")
+        )  # fmt: skip
+    return refs[: min(wanted, len(refs))], ""
+
+
 def reproduce_table2(request: Table2Request) -> Path:
     """Run the requested rows and write ``reports/table2/<run>.csv`` and ``.json``; returns the
-    CSV's path. Finished rows (same data, networks and protocol) are reused, never recomputed."""
+    CSV's path. Finished rows (same data, networks and protocol) are reused, never recomputed,
+    and the run's report also holds the rows it finished in earlier invocations."""
     started = time.perf_counter()
-    rows = _rows(request)
+    requested = _rows(request)
     data, data_desc, networks, net_desc, samples, classes, notes = _resolve(request)
     name = _run_name(request, networks)
     work = Path(request.cache) / "table2" / name
+    hashes = FileHashes(Path(request.cache) / "sha256.json")
     paper = table2_rows()
     full_size = all(ref.full_size for refs in networks.values() for ref in refs)
     comparable = comparability(data.name, len(samples), len(classes), full_size)
-    records, table = {}, []
-    for row in rows:
+    records, table, earlier = {}, [], []
+    for row in ("T2-1", *TABLE2_PROTOCOLS):
         p = paper[row]
         entry = dict.fromkeys(COLUMNS, "")
         entry |= {
@@ -183,31 +211,32 @@ def reproduce_table2(request: Table2Request) -> Path:
             "comparable": comparable,
         }
         protocol = TABLE2_PROTOCOLS.get(row)
-        if protocol is None:
-            entry |= {"arch": "AlexNet", "protocol": "as reported by [15]", "note":
-                      "not an OverFeat network: the paper quotes it; not run here"}  # fmt: skip
-            entry["comparable"] = "paper only"
-            table.append(entry)
+        if protocol is None:  # T2-1, quoted from the paper: in the report only when asked for
+            if row in requested:
+                entry |= {"arch": "AlexNet", "protocol": "as reported by [15]", "note":
+                          "not an OverFeat network: the paper quotes it; not run here"}  # fmt: skip
+                entry["comparable"] = "paper only"
+                table.append(entry)
             continue
-        refs = networks.get(protocol.arch, [])
-        wanted = protocol.models
+        members, why = _members(row, networks.get(protocol.arch, []), request)
         entry |= {"arch": protocol.arch, "protocol": protocol_summary(protocol),
-                  "paper_members": wanted}  # fmt: skip
-        if not refs or (wanted > 1 and len(refs) < 2):
-            why = (
-                f"not available: no {protocol.arch} network was given"
-                if not refs
-                else f"not available: an ensemble needs several trained {protocol.arch} networks "
-                f"and only one was given"
-                + (" (the release holds one of each kind; pass --checkpoints with "
-                   f"{PAPER_ENSEMBLE} runs)" if request.release_weights else
-                   f" (--members {protocol.arch}=1)" if request.train else "")
-            )  # fmt: skip
-            entry |= {"members": 0, "note": why}
-            table.append(entry)
-            continue
-        members = refs[: min(wanted, len(refs))]
-        record = run_row(row, protocol, members, samples, work, request.options)
+                  "paper_members": protocol.models}  # fmt: skip
+        if row in requested:
+            if not members:
+                table.append(entry | {"members": 0, "note": why})
+                continue
+            record = run_row(row, protocol, members, samples, work, request.options, hashes)
+        else:
+            # Decision RUN_MERGES_FINISHED_ROWS: a row this invocation did not ask for is in
+            # the report when the run finished it before for these very images and networks.
+            record = None
+            if members:
+                identity = row_identity(row, protocol, members, samples, request.options, hashes)
+                record = finished_row(work, row, identity)
+            if record is None:
+                continue
+            record |= {"reused": True}
+            earlier.append(row)
         records[row] = record
         h = record["harness"]
         entry |= {
@@ -220,13 +249,14 @@ def reproduce_table2(request: Table2Request) -> Path:
         entry["delta_top1"] = round(entry["top1_error"] - p.top1_error, 4)
         entry["delta_top5"] = round(entry["top5_error"] - p.top5_error, 4)
         note = []
-        if len(members) < wanted:
-            note.append(f"ensemble of {len(members)} networks (paper: {wanted})")
+        if len(members) < protocol.models:
+            note.append(f"ensemble of {len(members)} networks (paper: {protocol.models})")
         if record["skipped"]:
             note.append(f"{record['skipped']} undecodable images counted as errors")
         entry["note"] = "; ".join(note)
         table.append(entry)
-        status = "reused" if record["reused"] else f"{record['seconds']:.0f} s"
+        status = ("from an earlier invocation" if row in earlier else
+                  "reused" if record["reused"] else f"{record['seconds']:.0f} s")  # fmt: skip
         print(f"{row}: top-1 {entry['top1_error']:.2f}%, top-5 {entry['top5_error']:.2f}% "
               f"({status})", flush=True)  # fmt: skip
 
@@ -234,14 +264,20 @@ def reproduce_table2(request: Table2Request) -> Path:
     if request.data is None:
         notes.insert(0, "Toy networks on a 10-class synthetic set: these are not the paper's "
                      "numbers; what can match at this scale is the direction of each comparison.")  # fmt: skip
+    if earlier:
+        notes.append(f"Rows {', '.join(earlier)} were finished by earlier invocations of this run "
+                     "on the same images with the same networks.")  # fmt: skip
     meta = {
         "data_description": data_desc,
         "networks_description": net_desc,
+        "networks_sha256": {ref.label: ref.identity(hashes)[1]
+                            for refs in networks.values() for ref in refs},  # fmt: skip
         "command": request.command,
         "created": date.today().isoformat(),
         "environment": _environment(request.options),
         "seconds_total": sum(r["seconds"] for r in records.values()),
         "notes": notes,
+        "rows_from_earlier_invocations": earlier,
         "rows": {row: {k: v for k, v in r.items() if k != "reused"} for row, r in records.items()},
     }
     csv_path = write_run(request.reports, "table2", name, frame, meta)
