@@ -38,6 +38,7 @@ __all__ = [
     "FAILING",
     "FLOAT_FLOOR",
     "MARGIN",
+    "MAX_TOLERANCE_SHARE",
     "BaselineError",
     "Measured",
     "Row",
@@ -46,12 +47,17 @@ __all__ = [
     "judge",
     "load_baseline",
     "measured_tolerance",
+    "ungated_reason",
     "new_baseline",
     "write_baseline",
 ]
 
 DIRECTIONS = ("lower_is_better", "higher_is_better", "exact")
 MARGIN = 3
+# Decision GATE_TOLERANCE_SHARE: a metric is gated only when its measured tolerance is at most a
+# quarter of its distance from chance; a wider one is recorded under "dropped" with the reason,
+# shown in the baselines' README, and not judged (it could not fail for a real fault).
+MAX_TOLERANCE_SHARE = 0.25
 FLOAT_FLOOR = 1e-5
 FAILING = frozenset({"REGRESSED", "CHANGED", "NEW", "MISSING"})
 
@@ -229,6 +235,8 @@ def compare(result: SuiteResult, folder: Path) -> list[Row]:
         raise BaselineError(why)
     rows = []
     for name, m in result.metrics.items():
+        if name in base.get("dropped", {}):
+            continue  # recorded as not gated, with its reason (GATE_TOLERANCE_SHARE)
         b = base["metrics"].get(name)
         if b is None:
             rows.append(Row(result.suite, name, m.direction, None, m.value, None, "NEW"))
@@ -244,6 +252,20 @@ def compare(result: SuiteResult, folder: Path) -> list[Row]:
                     "MISSING")
             )  # fmt: skip
     return rows
+
+
+def ungated_reason(m: Measured, tolerance: float) -> str | None:
+    """Why a metric measured with ``tolerance`` is not gated (decision GATE_TOLERANCE_SHARE), or
+    ``None``: a tolerance wider than a quarter of the metric's distance from chance (from 0 where
+    it claims no chance value) would pass a pipeline that lost much of what it measures."""
+    if m.direction == "exact":
+        return None
+    distance = abs(m.value - (m.chance if m.chance is not None else 0.0))
+    if tolerance <= MAX_TOLERANCE_SHARE * distance:
+        return None
+    return (f"its tolerance {tolerance:.3g}, measured across the perturbations, exceeds "
+            f"{MAX_TOLERANCE_SHARE:g} of its distance {distance:.3g} from chance: the training "
+            "behind it varies between machines by about as much as a fault would move it")  # fmt: skip
 
 
 def new_baseline(
@@ -278,9 +300,13 @@ def new_baseline(
         spread[name] = max(values[name].values()) - min(values[name].values())
         group = m.group or name
         group_spread[group] = max(group_spread.get(group, 0.0), spread[name])
-    metrics = {}
+    metrics, dropped = {}, {}
+    old_dropped = (old or {}).get("dropped", {})
     for name, m in result.metrics.items():
         entry = {"baseline": m.value, "direction": m.direction, "how": m.how, "chance": m.chance}
+        if not by_perturbation and name in old_dropped:
+            dropped[name] = old_dropped[name]
+            continue
         if by_perturbation:
             if m.direction == "exact":
                 measured_tolerance(spread[name], m.floor, m.direction)  # refuses a varying one
@@ -307,6 +333,10 @@ def new_baseline(
                 f"it with 'overfeat regression --suite {result.suite} --update-baselines "
                 "--measure'"
             )
+        too_wide = ungated_reason(m, entry["tolerance"])
+        if too_wide:
+            dropped[name] = entry | {"reason": too_wide}
+            continue
         metrics[name] = entry
     if by_perturbation:
         perturbations = perturbations_info or [{"name": p} for p in by_perturbation]
@@ -326,6 +356,7 @@ def new_baseline(
             "seconds": round(result.seconds, 1),
         },
         "metrics": metrics,
+        "dropped": dropped,
     }
 
 

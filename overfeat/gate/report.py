@@ -188,6 +188,13 @@ def render_baselines_readme(folder: Path) -> Path:
             ),
             "",
         ]
+        for name, m in data.get("dropped", {}).items():
+            values = m.get("measurement", {}).get("values_by_perturbation", {})
+            lines += [
+                f"Not gated: **{name}** ({' / '.join(f'{k}: {v:.6g}' for k, v in values.items())}"
+                f"): {m['reason']} (decision GATE_TOLERANCE_SHARE).",
+                "",
+            ]
     readme = folder / "README.md"
     readme.write_text("\n".join(lines), encoding="utf-8")
     return readme
