@@ -199,6 +199,23 @@ def test_detect_dataset_with_merge_workers_equals_the_main_process_run(synthetic
             assert np.array_equal(x, y)
 
 
+def test_the_gates_never_merges_fault_reaches_every_merge_of_a_pass(synthetic, monkeypatch):
+    """The gate's "greedy merge never merges" fault patches the one function every merge of a
+    pass calls in the main process (the gate's RunOptions keep 0 merge workers)."""
+    from overfeat.gate.faults import CODE_FAULTS
+
+    model = _toy("fast", classes=3)
+    samples, _, _ = localization_images(synthetic / "data", limit=2)
+    protocol = LocalizationProtocol(scales=(1,), box_source="window")
+    options = RunOptions(batch_size=2, workers=0, progress=False)
+    merged = localize_dataset(model, None, samples, protocol, options).merged
+    (fault,) = [f for f in CODE_FAULTS if f.name == "merge-never-merges"]
+    fault.inject(monkeypatch.setattr)
+    unmerged = localize_dataset(model, None, samples, protocol, options).merged
+    # 3 classes x 4 windows of scale 1 x 2 (the mirror image): nothing merged
+    assert unmerged.tolist() == [24, 24] and (merged < unmerged).all()
+
+
 def test_localize_command_writes_the_same_files_whatever_its_merge_workers(
     synthetic, tmp_path, capsys
 ):
