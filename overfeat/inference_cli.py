@@ -12,6 +12,10 @@ Every problem a user can cause (a missing run, a regressor of another network, a
 validation boxes when ``--score`` is asked) stops the command before any image is read, with a
 message that names the flag and the fix, and exit status 2.
 
+Both merge in ``--merge-workers`` processes beside the forward passes (decision MERGE_WORKERS,
+:mod:`overfeat.merge_workers`), with the output of merging in the main process, and print where
+the time went.
+
 Beside ``--out FILE`` each command writes ``FILE.json`` (the protocol, the networks, the counts
 and the scores) and what the harness needs to score ``FILE`` on the images it covers: for
 ``localize`` ``FILE.gt.csv`` (their ground truth) and ``FILE.synsets.txt`` (the label space of

@@ -11,7 +11,8 @@ top 5 (label, box) guesses of each image.
          scored with that window's probability of the class                       §4.3 (b)
       └─ B = ∪_s B_s                                                                §4.3 (c)
       └─ greedy_merge of B, one class at a time; a merged box scores the sum of its
-         windows' probabilities                                                    §4.3 (d)–(g)
+         windows' probabilities (over a data set: in merge workers, beside the next
+         batch's forward pass, merged_batches)                                     §4.3 (d)–(g)
       └─ the 5 merged boxes with the highest scores, distinct labels first         §4.3, §2
 
 F = 2 with flips (the scale image, then its mirror image), else 1. Baselines (``box_source``):
