@@ -1,6 +1,6 @@
 """The user interface: ``nox -s <session> [-- args]``.
 
-Heavy sessions (tests, train, benchmark, reproduce_*) share ONE virtual environment,
+Heavy sessions (tests, train, benchmark, gpu_check, reproduce_*) share ONE virtual environment,
 ``.nox/overfeat``, because PyTorch alone fills several GB; it is created on first use and
 re-installed only when ``pyproject.toml`` changes. ``lint`` has its own small environment.
 
@@ -64,14 +64,25 @@ def train(session: nox.Session) -> None:
 @nox.session(python=False)
 def benchmark(session: nox.Session) -> None:
     """Run benchmarks: ``nox -s benchmark -- NAME [ARGS]`` (every one, with defaults, when no
-    name is given); ARGS pass through to ``benchmarks/NAME.py``."""
+    name is given; gpu_check has its own session); ARGS pass through to ``benchmarks/NAME.py``."""
     py = _python(session)
     if session.posargs:
         name, *args = session.posargs
         session.run(py, str(ROOT / "benchmarks" / f"{name}.py"), *args, external=True)
         return
     for path in sorted((ROOT / "benchmarks").glob("*.py")):
-        session.run(py, str(path), external=True)
+        if path.stem != "gpu_check":  # needs a GPU, or --dry-run: nox -s gpu_check
+            session.run(py, str(path), external=True)
+
+
+@nox.session(python=False)
+def gpu_check(session: nox.Session) -> None:
+    """Everything a GPU machine should be checked for, in one run of at most 8 minutes on one
+    H100/H200 (environment, inference, training, determinism, localization, the gate's cheap
+    suites): ``nox -s gpu_check [-- --dry-run | --parts inference,training | --data DIR]``;
+    writes ``reports/benchmarks/gpu-<device>.txt`` and ``.json``."""
+    session.run(_python(session), str(ROOT / "benchmarks" / "gpu_check.py"), *session.posargs,
+                external=True)  # fmt: skip
 
 
 @nox.session(python=False)

@@ -200,7 +200,7 @@ def _dali_run(dataset, samples):
     if why is not None:
         print(f"DALI: not measured ({why})")
         return None
-    from overfeat.engine.sampler import ShardedTrainSampler
+    from overfeat.data.sampler import ShardedTrainSampler
 
     batch = 8
     sampler = ShardedTrainSampler(len(samples) // batch * batch, batch)

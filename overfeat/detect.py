@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from overfeat.boxes import to_pixel_boxes
+from overfeat.inference import RunOptions, StageTimes
 from overfeat.localize import (
     LOCALIZATION_SCALES,
     Candidates,
@@ -40,10 +41,12 @@ from overfeat.localize import (
     class_values,
     image_batches,
     merge_per_class,
+    merged_batches,
     scale_passes,
     window_boxes_in_image,
 )
 from overfeat.merge import MERGE_THRESHOLD
+from overfeat.merge_workers import MergePool, pool_or
 from overfeat.scales import RESIZE_MODES, SCALE_RESIZE_MODE, TABLE5_SIZES, _evaluating
 
 __all__ = [
@@ -162,6 +165,7 @@ def detection_candidates(
     regressor: nn.Module | None,
     images,
     protocol: DetectionProtocol = DetectionProtocol(),
+    times: StageTimes | None = None,
 ) -> list[Candidates]:
     """Every window's box of every object class it gives at least ``protocol.threshold``, for
     each image (a list of ``(3, H, W)`` of any sizes, or ``(N, 3, H, W)``).
@@ -169,8 +173,10 @@ def detection_candidates(
     ``model`` has C + 1 outputs, the background at ``background``; candidate classes are object
     indices 0..C−1 (output index, less one past the background), also the class of a per-class
     regressor of C classes. ``regressor=None`` or ``box_source="window"`` gives each window's own
-    box. The candidates' fields are :class:`overfeat.localize.Candidates`'.
+    box. The candidates' fields are :class:`overfeat.localize.Candidates`'. ``times``: the
+    forward passes and the decoding are timed there.
     """
+    times = times if times is not None else StageTimes()
     items = _as_list(images)
     use = regressor if protocol.box_source == "regressor" else None
     if protocol.box_source == "regressor" and regressor is None:
@@ -181,31 +187,33 @@ def detection_candidates(
             model, use, items, protocol.scales, protocol.flips, protocol.offsets,
             protocol.resize_mode,
         )  # fmt: skip
-        for p in passes:
-            outputs = _object_classes(p.probs.shape[2], background)
-            for j, i in enumerate(p.images):
-                probs = p.probs[:, j][:, outputs]  # (F, C, H', W'), object classes only
-                passing = probs >= protocol.threshold
-                classes = torch.nonzero(passing.flatten(2).any(-1).any(0)).flatten()  # (k,)
-                if not len(classes):
-                    continue
-                values = None if p.values is None else p.values[:, j]
-                vals = class_values(values, classes, probs.shape)  # (F, k, 4, H', W')
-                size = tuple(items[i].shape[-2:])
-                boxes = window_boxes_in_image(vals, model.spec, p.size, size, protocol.offsets)
-                keep = passing[:, classes]  # (F, k, H', W')
-                f_idx, k_idx, rows, cols = torch.nonzero(keep, as_tuple=True)
-                parts[i].append(
-                    Candidates(
-                        boxes=boxes[f_idx, k_idx, rows, cols].numpy(),
-                        scores=probs[:, classes][keep].double().numpy(),
-                        classes=classes[k_idx].numpy(),
-                        scales=np.full(len(rows), p.scale, dtype=np.int64),
-                        flipped=(f_idx == 1).numpy(),
-                        windows=torch.stack([rows, cols], -1).numpy(),
+        for p in times.timed(passes, "forward"):
+            with times.stage("decode"):
+                outputs = _object_classes(p.probs.shape[2], background)
+                for j, i in enumerate(p.images):
+                    probs = p.probs[:, j][:, outputs]  # (F, C, H', W'), object classes only
+                    passing = probs >= protocol.threshold
+                    classes = torch.nonzero(passing.flatten(2).any(-1).any(0)).flatten()  # (k,)
+                    if not len(classes):
+                        continue
+                    values = None if p.values is None else p.values[:, j]
+                    vals = class_values(values, classes, probs.shape)  # (F, k, 4, H', W')
+                    size = tuple(items[i].shape[-2:])
+                    boxes = window_boxes_in_image(vals, model.spec, p.size, size, protocol.offsets)
+                    keep = passing[:, classes]  # (F, k, H', W')
+                    f_idx, k_idx, rows, cols = torch.nonzero(keep, as_tuple=True)
+                    parts[i].append(
+                        Candidates(
+                            boxes=boxes[f_idx, k_idx, rows, cols].numpy(),
+                            scores=probs[:, classes][keep].double().numpy(),
+                            classes=classes[k_idx].numpy(),
+                            scales=np.full(len(rows), p.scale, dtype=np.int64),
+                            flipped=(f_idx == 1).numpy(),
+                            windows=torch.stack([rows, cols], -1).numpy(),
+                        )
                     )
-                )
-    return [Candidates.concat(c) for c in parts]
+    with times.stage("decode"):
+        return [Candidates.concat(c) for c in parts]
 
 
 def _most_confident(classes, boxes, scores, limit: int) -> Detections:
@@ -225,12 +233,16 @@ def detect(
     (MERGE_PER_CLASS), each merged box scored by its windows' summed probabilities
     (DETECTION_CONFIDENCE), the ``max_per_image`` most confident kept. An image where no window
     passes the threshold gets no detection."""
-    out = []
-    for c in detection_candidates(model, background, regressor, images, protocol):
-        merged = merge_per_class(c, protocol.merge_threshold)
-        kept = _most_confident(*merged, protocol.max_per_image)
-        out.append(kept._replace(merged=len(merged[0])))
-    return out
+    return [
+        _kept(merge_per_class(c, protocol.merge_threshold), protocol.max_per_image)
+        for c in detection_candidates(model, background, regressor, images, protocol)
+    ]
+
+
+def _kept(merged: tuple, limit: int) -> Detections:
+    """The ``limit`` most confident of :func:`merge_per_class`'s output, with the count it
+    merged to."""
+    return _most_confident(*merged, limit)._replace(merged=len(merged[0]))
 
 
 # ------------------------------------------------------------------ over a data set
@@ -240,13 +252,15 @@ def detect(
 class DetectionResult:
     """A detection run over N images (the DET image list's order): ``names (N,)``;
     ``detections``: one :class:`Detections` per image (empty where undecodable); ``decoded
-    (N,)`` bool; ``image_sizes (N, 2)`` (rows, cols), 0 when not decoded; ``seconds``."""
+    (N,)`` bool; ``image_sizes (N, 2)`` (rows, cols), 0 when not decoded; ``seconds``;
+    ``times``: where they went (:class:`overfeat.inference.StageTimes`)."""
 
     names: tuple[str, ...]
     detections: tuple[Detections, ...]
     decoded: np.ndarray
     image_sizes: np.ndarray
     seconds: float = 0.0
+    times: StageTimes | None = None
 
     @property
     def merged(self) -> np.ndarray:
@@ -268,13 +282,15 @@ def detect_dataset(
     regressor: nn.Module | None,
     paths: Sequence[str],
     protocol: DetectionProtocol,
-    options=None,
+    options: RunOptions | None = None,
+    merges: MergePool | None = None,
 ) -> DetectionResult:
     """:func:`detect` over the image files ``paths`` in the order given, decoded at full size in a
-    DataLoader (``options``: :class:`overfeat.reproduce.runner.RunOptions`). An undecodable image
-    is skipped, warned about once, and gets no detection."""
-    from overfeat.reproduce.runner import RunOptions
-
+    DataLoader (``options``: :class:`overfeat.inference.RunOptions`). The merges run in
+    ``options.merge_workers`` processes beside the next batch's forward pass
+    (:func:`overfeat.localize.merged_batches`; ``merges``: another pool), with the result of
+    merging in this process. An undecodable image is skipped, warned about once, and gets no
+    detection. The result's ``times`` says where the time went."""
     options = options or RunOptions()
     device = torch.device(options.device)
     model = model.to(device).eval()
@@ -284,15 +300,25 @@ def detect_dataset(
     found: list[Detections] = [Detections.empty() for _ in range(n)]
     decoded = np.zeros(n, dtype=bool)
     sizes = np.zeros((n, 2), dtype=np.int64)
+    times = StageTimes()
     start = time.perf_counter()
     missed = "it gets no detection, so its objects count as missed"
-    for indices, images in image_batches(paths, options, f"detect ({protocol.summary()})", missed):
-        for i, img, d in zip(indices, images, detect(model, background, regressor, images, protocol)):
-            sizes[i] = tuple(img.shape[-2:])
-            decoded[i] = True
-            found[i] = d
+    batches = image_batches(paths, options, f"detect ({protocol.summary()})", missed)
+
+    def candidates(images):
+        return detection_candidates(model, background, regressor, images, protocol, times)
+
+    with pool_or(merges, options.merge_workers) as pool:
+        per_batch = merged_batches(batches, candidates, pool, protocol.merge_threshold, times)
+        for indices, images, per_image in per_batch:
+            for i, img, m in zip(indices, images, per_image):
+                sizes[i] = tuple(img.shape[-2:])
+                decoded[i] = True
+                found[i] = _kept(m, protocol.max_per_image)
     names = tuple(Path(p).stem for p in paths)
-    return DetectionResult(names, tuple(found), decoded, sizes, time.perf_counter() - start)
+    return DetectionResult(
+        names, tuple(found), decoded, sizes, time.perf_counter() - start, times
+    )
 
 
 def random_detections(

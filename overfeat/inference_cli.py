@@ -12,6 +12,10 @@ Every problem a user can cause (a missing run, a regressor of another network, a
 validation boxes when ``--score`` is asked) stops the command before any image is read, with a
 message that names the flag and the fix, and exit status 2.
 
+Both merge in ``--merge-workers`` processes beside the forward passes (decision MERGE_WORKERS,
+:mod:`overfeat.merge_workers`), with the output of merging in the main process, and print where
+the time went.
+
 Beside ``--out FILE`` each command writes ``FILE.json`` (the protocol, the networks, the counts
 and the scores) and what the harness needs to score ``FILE`` on the images it covers: for
 ``localize`` ``FILE.gt.csv`` (their ground truth) and ``FILE.synsets.txt`` (the label space of
@@ -45,6 +49,18 @@ def _scales(text: str) -> tuple[int, ...]:
     return out
 
 
+def _merge_workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of processes, 0 or more (0: merge in the main process), got {text!r}"
+        )
+    return n
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="ILSVRC-layout root (its validation split)")
     p.add_argument("--scales", type=_scales, default=None, metavar="1,2,4,6",
@@ -58,6 +74,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_device_flag(p, "cpu", help="cpu or cuda[:N]")
     p.add_argument("--batch-size", type=int, default=8, metavar="B", help="images per batch")
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
+    p.add_argument("--merge-workers", type=_merge_workers, default=None, metavar="N",
+                   help="processes running the greedy merges beside the next batch's forward "
+                   "pass (default: the CPUs this process may use, MERGE_WORKERS; 0: in the main "
+                   "process); the output does not depend on it")  # fmt: skip
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
@@ -177,9 +197,24 @@ def _classifier_run(run: Path, flag: str):
 
 
 def _options(args):
-    from overfeat.reproduce.runner import RunOptions
+    from overfeat.inference import RunOptions
+    from overfeat.merge_workers import default_merge_workers
 
-    return RunOptions(args.device, args.batch_size, args.workers, "none", args.progress)
+    workers = default_merge_workers() if args.merge_workers is None else args.merge_workers
+    return RunOptions(args.device, args.batch_size, args.workers, "none", args.progress, workers)
+
+
+def _time_split(seconds: float, times, workers: int) -> tuple[str, dict]:
+    """Where a pass's ``seconds`` went, as a line and as the JSON record's entry."""
+    split = {k: round(v, 3) for k, v in times.seconds.items()}
+    where = f"in {workers} worker processes" if workers else "in the main process"
+    line = (f"time: forward {split.get('forward', 0):.1f} s, decode {split.get('decode', 0):.1f} s, "
+            f"merge {split.get('merge', 0):.1f} s waited for ({times.merge_cpu:.1f} CPU s {where}, "
+            f"{len(times.merge_sizes)} sets)")  # fmt: skip
+    record = {"wall": split, "merge_cpu": round(times.merge_cpu, 3), "merge_workers": workers,
+              "merge_sets": len(times.merge_sizes), "merge_boxes": int(sum(times.merge_sizes)),
+              "total": round(seconds, 3)}  # fmt: skip
+    return line, record
 
 
 def _write_record(path: Path, record: dict) -> None:
@@ -232,7 +267,7 @@ def _localize_networks(args, classes, protocol):
     from overfeat.localize import check_regressor
 
     if args.release_weights is not None:
-        from overfeat.reproduce.networks import SourceError, from_release
+        from overfeat.network_sources import SourceError, from_release
 
         try:
             refs = from_release(args.release_weights, classes, args.meta)
@@ -304,7 +339,8 @@ def _run_localize(args) -> int:
     except (ValueError, FileNotFoundError) as exc:
         return _refusal("localize", exc)
 
-    result = localize_dataset(model, regressor, samples, protocol, _options(args))
+    options = _options(args)
+    result = localize_dataset(model, regressor, samples, protocol, options)
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     write_loc_submission(out, result, classes, args.fmt, devkit_ids)
@@ -326,6 +362,9 @@ def _run_localize(args) -> int:
     rate = len(samples) / max(result.seconds, 1e-9)
     print(f"localized {len(samples)} images ({protocol.summary()}) in {result.seconds:.1f} s "
           f"({rate:.2f} images/s); undecodable, counted wrong: {result.skipped}")  # fmt: skip
+    split, stages = _time_split(result.seconds, result.times, options.merge_workers)
+    if result.times.merge_sizes:
+        print(split)
     print(f"wrote {out}")
     record = {
         "command": _command(),
@@ -335,6 +374,7 @@ def _run_localize(args) -> int:
         "images": len(samples),
         "skipped": result.skipped,
         "seconds": result.seconds,
+        "time_split": stages,
         "files": files,
         "format": args.fmt,
         "label_space": "ILSVRC2012_ID" if devkit_ids is not None else "sorted-WNID index",
@@ -481,9 +521,11 @@ def _run_detect(args) -> int:
         seconds, skipped = 0.0, int((sizes.min(axis=1) == 0).sum())
         summary = f"random boxes, {per_image:.2f} per image, seed {args.seed}"
     else:
-        result = detect_dataset(model, background, regressor, paths, protocol, _options(args))
+        options = _options(args)
+        result = detect_dataset(model, background, regressor, paths, protocol, options)
         detections, sizes = list(result.detections), result.image_sizes
         seconds, skipped, summary = result.seconds, result.skipped, protocol.summary()
+        split, stages = _time_split(seconds, result.times, options.merge_workers)
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     sub = detection_submission(detections, sizes, det_ids)
@@ -492,6 +534,8 @@ def _run_detect(args) -> int:
     write_image_list(images, names)
     print(f"detected in {len(names)} images ({summary}) in {seconds:.1f} s: {len(sub)} detections, "
           f"{len(sub) / len(names):.2f} per image; undecodable: {skipped}")  # fmt: skip
+    if args.box_source != "random":
+        print(split)
     print(f"wrote {out}")
     record = {
         "command": _command(),
@@ -503,6 +547,7 @@ def _run_detect(args) -> int:
         "skipped": skipped,
         "detections": len(sub),
         "seconds": seconds,
+        "time_split": stages if args.box_source != "random" else None,
         "files": {"submission": str(out), "images": str(images)},
         "label_space": "DET_ID (meta_det.mat)" if det_labels else "data set class index + 1",
     }

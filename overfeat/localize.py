@@ -11,7 +11,8 @@ top 5 (label, box) guesses of each image.
          scored with that window's probability of the class                       §4.3 (b)
       └─ B = ∪_s B_s                                                                §4.3 (c)
       └─ greedy_merge of B, one class at a time; a merged box scores the sum of its
-         windows' probabilities                                                    §4.3 (d)–(g)
+         windows' probabilities (over a data set: in merge workers, beside the next
+         batch's forward pass, merged_batches)                                     §4.3 (d)–(g)
       └─ the 5 merged boxes with the highest scores, distinct labels first         §4.3, §2
 
 F = 2 with flips (the scale image, then its mirror image), else 1. Baselines (``box_source``):
@@ -32,7 +33,8 @@ LOCALIZE_BOXED_IMAGES, LOC_LABEL_SPACE.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,7 +52,9 @@ from overfeat.boxes import (
     to_pixel_boxes,
 )
 from overfeat.dense import dense_scores, window_boxes
-from overfeat.merge import MERGE_THRESHOLD, greedy_merge
+from overfeat.inference import SCORED_AS_WRONG, RunOptions, StageTimes
+from overfeat.merge import MERGE_THRESHOLD
+from overfeat.merge_workers import MergedSet, MergePool, merge_boxes, pool_or
 from overfeat.models import ArchSpec
 from overfeat.regression import decode_boxes, dense_scores_and_boxes, window_side
 from overfeat.scales import (
@@ -75,6 +79,7 @@ __all__ = [
     "TOP_K_CLASSES",
     "VIEWS",
     "Candidates",
+    "ClassSets",
     "Localization",
     "LocalizationProtocol",
     "LocalizationResult",
@@ -82,6 +87,7 @@ __all__ = [
     "candidate_boxes",
     "centre_crop_predictions",
     "check_regressor",
+    "class_sets",
     "class_values",
     "clip_boxes",
     "image_batches",
@@ -91,6 +97,8 @@ __all__ = [
     "localize_dataset",
     "validation_boxes",
     "merge_per_class",
+    "merged_batches",
+    "merged_per_class",
     "scale_passes",
     "top_classes",
     "top_predictions",
@@ -377,7 +385,11 @@ def _pass_candidates(
 
 
 def candidate_boxes(
-    model: nn.Module, regressor: nn.Module | None, images, protocol: LocalizationProtocol
+    model: nn.Module,
+    regressor: nn.Module | None,
+    images,
+    protocol: LocalizationProtocol,
+    times: StageTimes | None = None,
 ) -> list[Candidates]:
     """§4.3 (a)–(c) for each image (a list of ``(3, H, W)`` of any sizes, or ``(N, 3, H, W)``):
     at every scale, the top-k classes C_s and every window's box for each of them.
@@ -386,28 +398,29 @@ def candidate_boxes(
     spatial locations for that scale"): C_s ranks classes by their maximum over every window of
     scale s, those of the scale image and of its mirror image alike, since both are that
     scale's locations. ``regressor=None`` or ``box_source="window"`` gives each window's own box
-    (WINDOW_BASELINE).
+    (WINDOW_BASELINE). ``times``: the forward passes and the decoding are timed there.
     """
+    times = times if times is not None else StageTimes()
     items = _as_list(images)
     parts: list[list[Candidates]] = [[] for _ in items]
     use = regressor if protocol.box_source == "regressor" else None
     if protocol.box_source == "regressor" and regressor is None:
         raise ValueError("box_source 'regressor' needs a regressor; pass one or use 'window'")
     with _evaluating(model), _evaluating(use) if use is not None else nullcontext():
-        for p in scale_passes(
-            model,
-            use,
-            items,
-            protocol.scales,
-            protocol.flips,
-            protocol.offsets,
+        passes = scale_passes(
+            model, use, items, protocol.scales, protocol.flips, protocol.offsets,
             protocol.resize_mode,
-        ):
-            for j, i in enumerate(p.images):
-                top = top_classes(p.probs[:, j].amax(dim=(0, 2, 3)), protocol.top_k)
-                size = tuple(items[i].shape[-2:])
-                parts[i].append(_pass_candidates(p, j, model.spec, size, top, protocol.offsets))
-    return [Candidates.concat(c) for c in parts]
+        )  # fmt: skip
+        for p in times.timed(passes, "forward"):
+            with times.stage("decode"):
+                for j, i in enumerate(p.images):
+                    top = top_classes(p.probs[:, j].amax(dim=(0, 2, 3)), protocol.top_k)
+                    size = tuple(items[i].shape[-2:])
+                    parts[i].append(
+                        _pass_candidates(p, j, model.spec, size, top, protocol.offsets)
+                    )
+    with times.stage("decode"):
+        return [Candidates.concat(c) for c in parts]
 
 
 # ------------------------------------------------------------------ merge and top 5
@@ -425,6 +438,56 @@ class Localization(NamedTuple):
     merged: int = 0
 
 
+class ClassSets(NamedTuple):
+    """The merges MERGE_PER_CLASS makes of one image's candidates: ``classes`` in ascending
+    order, ``rows`` each class's candidates (indices, in their order), ``sets`` the distinct box
+    sets to merge (``(G, 4)`` float64 each), ``set_of`` the set of each class."""
+
+    classes: list[int]
+    rows: list[np.ndarray]
+    sets: list[np.ndarray]
+    set_of: list[int]
+
+
+def class_sets(c: Candidates) -> ClassSets:
+    """The box sets :func:`merge_per_class` merges for the candidates ``c``, each once.
+
+    greedy_merge's clusters depend on the boxes alone (MATCH_SCORE, BOX_MERGE): classes whose
+    candidate boxes are identical (every class of a single-class regressor, or of the window
+    baseline, at the same scales) share one merge, and each sums its own scores over it.
+    """
+    classes, rows, sets, set_of = [], [], [], []
+    seen: dict[bytes, int] = {}
+    for cls in np.unique(c.classes):
+        mine = np.flatnonzero(c.classes == cls)
+        boxes = np.ascontiguousarray(c.boxes[mine])
+        key = boxes.tobytes()
+        if key not in seen:
+            seen[key] = len(sets)
+            sets.append(boxes)
+        classes.append(int(cls))
+        rows.append(mine)
+        set_of.append(seen[key])
+    return ClassSets(classes, rows, sets, set_of)
+
+
+def merged_per_class(
+    c: Candidates, plan: ClassSets, merged: Sequence[MergedSet]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The merged boxes of each class of ``plan`` (:func:`class_sets` of ``c``), given the
+    merges of its sets ``merged`` (in ``plan.sets``' order, wherever they ran) → what
+    :func:`merge_per_class` returns."""
+    if not plan.classes:
+        return np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0)
+    out_classes, out_boxes, out_scores = [], [], []
+    for cls, rows, k in zip(plan.classes, plan.rows, plan.set_of):
+        boxes, assignment = merged[k].boxes, merged[k].assignment
+        out_classes.append(np.full(len(boxes), cls, dtype=np.int64))
+        out_boxes.append(boxes)
+        out_scores.append(np.bincount(assignment, c.scores[rows], len(boxes)))
+    return np.concatenate(out_classes), np.concatenate(out_boxes), np.concatenate(out_scores)
+
+
 def merge_per_class(
     c: Candidates, threshold: float = MERGE_THRESHOLD
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -437,26 +500,52 @@ def merge_per_class(
     the accumulated output of ONE class, which is what its label claims; a bear box merged into a
     whale box would add outputs of two classes into one number with no label. For a
     single-class regressor, whose boxes are the same for every class of a window, this merges
-    the same geometry once per class, scored by that class's outputs.
+    the same geometry once per class, scored by that class's outputs (:func:`class_sets`).
     """
-    out_classes, out_boxes, out_scores = [], [], []
-    # greedy_merge's clusters depend on the boxes alone (MATCH_SCORE, BOX_MERGE): classes whose
-    # candidate boxes are identical (every class of a single-class regressor, or of the window
-    # baseline, at the same scales) share one merge, and each sums its own scores over it.
-    merges: dict[bytes, object] = {}
-    for cls in np.unique(c.classes):
-        mine = c.classes == cls
-        boxes = np.ascontiguousarray(c.boxes[mine])
-        key = boxes.tobytes()
-        if key not in merges:
-            merges[key] = greedy_merge(boxes, c.scores[mine], threshold)
-        merged = merges[key]
-        out_classes.append(np.full(len(merged.boxes), cls, dtype=np.int64))
-        out_boxes.append(merged.boxes)
-        out_scores.append(np.bincount(merged.assignment, c.scores[mine], len(merged.boxes)))
-    if not out_classes:
-        return np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0)
-    return np.concatenate(out_classes), np.concatenate(out_boxes), np.concatenate(out_scores)
+    plan = class_sets(c)
+    return merged_per_class(c, plan, [merge_boxes(b, threshold) for b in plan.sets])
+
+
+def merged_batches(
+    batches: Iterable[tuple[list[int], list[torch.Tensor]]],
+    candidates_of: Callable[[list[torch.Tensor]], list[Candidates]],
+    pool: MergePool,
+    threshold: float,
+    times: StageTimes,
+) -> Iterator[tuple[list[int], list[torch.Tensor], list[tuple]]]:
+    """``(indices, images)`` batches → ``(indices, images, merged)``, ``merged`` holding
+    :func:`merge_per_class`'s output for each image, batch by batch in order.
+
+    Each batch's candidates come from ``candidates_of(images)`` (forward passes and decoding,
+    here); their sets (:func:`class_sets`) go to ``pool``. With merge workers the merges of one
+    batch run while ``candidates_of`` runs the next batch's forward passes: a batch is yielded
+    once the following one has been submitted (``pool.lag``). The output is the same either way.
+    """
+    pending: deque = deque()
+
+    def finish():
+        indices, images, cands, plans, handle = pending.popleft()
+        with times.stage("merge"):
+            done = handle.result()
+        times.merge_cpu += sum(m.cpu_seconds for m in done)
+        merged, at = [], 0
+        for c, plan in zip(cands, plans):
+            merged.append(merged_per_class(c, plan, done[at : at + len(plan.sets)]))
+            at += len(plan.sets)
+        return indices, images, merged
+
+    for indices, images in batches:
+        cands = candidates_of(images)
+        plans = [class_sets(c) for c in cands]
+        sets = [b for plan in plans for b in plan.sets]
+        times.merge_sizes.extend(len(b) for b in sets)
+        with times.stage("merge"):
+            handle = pool.submit(sets, threshold)
+        pending.append((indices, images, cands, plans, handle))
+        while len(pending) > pool.lag:
+            yield finish()
+    while pending:
+        yield finish()
 
 
 def top_predictions(
@@ -586,11 +675,15 @@ def localize(
         return centre_crop_predictions(model, use, images, guesses)
     if protocol.box_source == "image":
         return image_predictions(model, images, protocol, guesses)
-    out = []
-    for c in candidate_boxes(model, regressor, images, protocol):
-        merged = merge_per_class(c, protocol.merge_threshold)
-        out.append(top_predictions(*merged, guesses)._replace(merged=len(merged[0])))
-    return out
+    return [
+        _guesses(merge_per_class(c, protocol.merge_threshold), guesses)
+        for c in candidate_boxes(model, regressor, images, protocol)
+    ]
+
+
+def _guesses(merged: tuple, guesses: int) -> Localization:
+    """The top ``guesses`` of :func:`merge_per_class`'s output, with the count it merged to."""
+    return top_predictions(*merged, guesses)._replace(merged=len(merged[0]))
 
 
 def check_regressor(
@@ -665,7 +758,8 @@ class LocalizationResult:
     boxes of the original images (PIXEL_BOX_ROUNDING); ``scores (N, 5)`` float64 accumulated
     scores (NaN where none); ``decoded (N,)`` bool; ``image_sizes (N, 2)`` (rows, cols), 0 when
     not decoded; ``seconds``: wall-clock of the pass; ``merged (N,)`` int64: boxes each image's
-    merge produced (:attr:`Localization.merged`).
+    merge produced (:attr:`Localization.merged`); ``times``: where the pass's time went
+    (:class:`overfeat.inference.StageTimes`).
     """
 
     names: tuple[str, ...]
@@ -676,6 +770,7 @@ class LocalizationResult:
     image_sizes: np.ndarray
     seconds: float = 0.0
     merged: np.ndarray | None = None
+    times: StageTimes | None = None
 
     @property
     def skipped(self) -> int:
@@ -684,14 +779,14 @@ class LocalizationResult:
 
 def image_batches(paths: Sequence[str], options, desc: str, consequence: str | None = None):
     """The image files ``paths`` decoded at full size in a DataLoader (``options``:
-    :class:`overfeat.reproduce.runner.RunOptions`: batch size, workers, device, amp, progress
-    bar ``desc``) → ``(indices, [(3, H, W) on the device])`` per batch, undecodable files left out
+    :class:`overfeat.inference.RunOptions`: batch size, workers, device, amp, progress bar
+    ``desc``) → ``(indices, [(3, H, W) on the device])`` per batch, undecodable files left out
     (each named once, with ``consequence``: what its skip means for the numbers). The caller's
     work between batches runs under the options' autocast."""
-    from overfeat.reproduce import images as reproduce_images
+    from overfeat import inference
 
-    consequence = consequence or reproduce_images.SCORED_AS_WRONG
-    for indices, images, _ in reproduce_images.image_batches(paths, options, desc, consequence):
+    consequence = consequence or SCORED_AS_WRONG
+    for indices, images, _ in inference.image_batches(paths, options, desc, consequence):
         if indices:
             yield indices, images
 
@@ -701,16 +796,21 @@ def localize_dataset(
     regressor: nn.Module | None,
     samples: Sequence[tuple[str, int]],
     protocol: LocalizationProtocol,
-    options=None,
+    options: RunOptions | None = None,
     guesses: int = GUESSES,
+    merges: MergePool | None = None,
 ) -> LocalizationResult:
     """:func:`localize` over ``samples [(path, label)]`` in the order given, with a DataLoader
-    decoding full-size images (``options``: :class:`overfeat.reproduce.runner.RunOptions`:
-    device, batch size, workers, amp, progress bar). An undecodable image is skipped, warned
-    about once, and gets no guess (SKIPPED_IMAGE_COUNTS_AS_ERROR)."""
-    from overfeat.reproduce.runner import RunOptions
-
+    decoding full-size images (``options``: :class:`overfeat.inference.RunOptions`: device,
+    batch size, workers, amp, progress bar, merge workers). The merges run in
+    ``options.merge_workers`` processes beside the next batch's forward pass
+    (:func:`merged_batches`; ``merges``: another :class:`~overfeat.merge_workers.MergePool`),
+    with the result of merging in this process. An undecodable image is skipped, warned about
+    once, and gets no guess (SKIPPED_IMAGE_COUNTS_AS_ERROR). The result's ``times`` says where
+    the time went."""
     options = options or RunOptions()
+    if protocol.box_source == "regressor":
+        check_regressor(model, regressor)
     device = torch.device(options.device)
     model = model.to(device).eval()
     if regressor is not None:
@@ -722,21 +822,36 @@ def localize_dataset(
     decoded = np.zeros(n, dtype=bool)
     sizes = np.zeros((n, 2), dtype=np.int64)
     merged = np.zeros(n, dtype=np.int64)
+    times = StageTimes()
     start = time.perf_counter()
     paths = [p for p, _ in samples]
-    for indices, images in image_batches(paths, options, f"localize ({protocol.summary()})"):
-        for i, img, loc in zip(indices, images, localize(model, regressor, images, protocol, guesses)):
-            size = tuple(img.shape[-2:])
-            sizes[i] = size
-            decoded[i] = True
-            labels[i] = loc.labels
-            scores[i] = loc.scores
-            merged[i] = loc.merged
-            kept = loc.labels != NO_GUESS
-            boxes[i][kept] = to_pixel_boxes(torch.from_numpy(loc.boxes[kept]), size).numpy()
+    batches = image_batches(paths, options, f"localize ({protocol.summary()})")
+    dense = protocol.views == "dense" and protocol.box_source != "image"
+    with pool_or(merges, options.merge_workers if dense else 0) as pool:
+        if dense:
+
+            def candidates(images):
+                return candidate_boxes(model, regressor, images, protocol, times)
+
+            per_batch = merged_batches(batches, candidates, pool, protocol.merge_threshold, times)
+            done = ((indices, images, [_guesses(m, guesses) for m in per_image])
+                    for indices, images, per_image in per_batch)  # fmt: skip
+        else:  # one box per class and no merge (the whole image, the centred crop)
+            done = ((indices, images, localize(model, regressor, images, protocol, guesses))
+                    for indices, images in batches)  # fmt: skip
+        for indices, images, locs in done:
+            for i, img, loc in zip(indices, images, locs):
+                size = tuple(img.shape[-2:])
+                sizes[i] = size
+                decoded[i] = True
+                labels[i] = loc.labels
+                scores[i] = loc.scores
+                merged[i] = loc.merged
+                kept = loc.labels != NO_GUESS
+                boxes[i][kept] = to_pixel_boxes(torch.from_numpy(loc.boxes[kept]), size).numpy()
     names = tuple(Path(p).stem for p, _ in samples)
     return LocalizationResult(
-        names, labels, boxes, scores, decoded, sizes, time.perf_counter() - start, merged
+        names, labels, boxes, scores, decoded, sizes, time.perf_counter() - start, merged, times
     )
 
 

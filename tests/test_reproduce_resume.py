@@ -25,10 +25,10 @@ import pytest
 from test_release import DOC_FAST, DOC_TOTALS
 from test_reproduce_table2 import make_run
 
+from overfeat import inference
 from overfeat.cli import main
 from overfeat.data.synthetic import SyntheticConfig, write_synthetic
 from overfeat.reproduce import content, partial, runner
-from overfeat.reproduce import images as reproduce_images
 from overfeat.reproduce.content import FileHashes
 from overfeat.reproduce.networks import from_checkpoints
 from overfeat.reproduce.partial import PartialRow
@@ -240,8 +240,8 @@ def test_an_interrupted_row_continues_with_the_images_it_had_not_finished(
     assert not (work / "rows" / "T2-2.json").exists()
 
     decoded: list[str] = []
-    real_decode = reproduce_images.decode_rgb
-    monkeypatch.setattr(reproduce_images, "decode_rgb", lambda p: decoded.append(p) or real_decode(p))
+    real_decode = inference.decode_rgb
+    monkeypatch.setattr(inference, "decode_rgb", lambda p: decoded.append(p) or real_decode(p))
     record = run_row("T2-2", protocol, [_ref(run, len(classes))], samples, work, QUIET)
     assert decoded == [p for p, _ in samples[6:]]
     assert not (work / "partial").exists() or not any((work / "partial").iterdir())

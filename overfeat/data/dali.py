@@ -71,8 +71,8 @@ from overfeat.data.transforms import sample_rng, shorter_side_size
 
 if TYPE_CHECKING:
     from overfeat.data.datasets import ClassificationDataset
+    from overfeat.data.sampler import ShardedTrainSampler
     from overfeat.data.transforms import TrainTransform
-    from overfeat.engine.sampler import ShardedTrainSampler
 
 __all__ = ["DALI_REQUIREMENT", "DaliTrainLoader", "dali_unavailable"]
 

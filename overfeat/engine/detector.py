@@ -36,10 +36,10 @@ from overfeat.data.boxed import (
     clsloc_training_images,
     det_training_images,
 )
+from overfeat.data.sampler import epoch_permutation
 from overfeat.dense import dense_scores, window_boxes
 from overfeat.engine.checkpoint import REQUIRED_KEYS, find_latest_valid
 from overfeat.engine.distributed import DistEnv
-from overfeat.engine.sampler import epoch_permutation
 from overfeat.engine.spatial import (
     SpatialBatch,
     SpatialConfig,

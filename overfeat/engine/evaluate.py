@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from overfeat.data.sampler import ExactEvalSampler
 from overfeat.data.transforms import DEFAULT_NORMALIZATION, NORMALIZATIONS, normalize_uint8
 from overfeat.engine.config import TrainConfig
 from overfeat.engine.distributed import DistEnv, all_reduce_sum, loader_workers
-from overfeat.engine.sampler import ExactEvalSampler
 
 __all__ = [
     "ErrorMeters",

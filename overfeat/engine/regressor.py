@@ -36,10 +36,10 @@ import torch
 from torch import nn
 
 from overfeat.data.boxed import BoxedImages, clsloc_training_images
+from overfeat.data.sampler import epoch_permutation
 from overfeat.dense import interleave_offsets, offset_max_pool, window_boxes
 from overfeat.engine.checkpoint import find_latest_valid, load_checkpoint
 from overfeat.engine.distributed import DistEnv
-from overfeat.engine.sampler import epoch_permutation
 from overfeat.engine.spatial import (
     SpatialBatch,
     SpatialConfig,

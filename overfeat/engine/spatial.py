@@ -43,6 +43,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from overfeat.data.sampler import ShardedTrainSampler
 from overfeat.engine.checkpoint import (
     checkpoint_path,
     find_latest_valid,
@@ -60,7 +61,6 @@ from overfeat.engine.distributed import (
 )
 from overfeat.engine.evaluate import autocast_for
 from overfeat.engine.metrics_log import MetricsLog
-from overfeat.engine.sampler import ShardedTrainSampler
 from overfeat.engine.train import (
     _images_per_process,
     _progress_bar,

@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from overfeat.data.sampler import ShardedTrainSampler, epoch_permutation
 from overfeat.engine.checkpoint import (
     REQUIRED_KEYS,
     checkpoint_path,
@@ -64,7 +65,6 @@ from overfeat.engine.evaluate import (
     use_channels_last,
 )
 from overfeat.engine.metrics_log import MetricsLog
-from overfeat.engine.sampler import ShardedTrainSampler, epoch_permutation
 from overfeat.models import ARCHS, OverFeat, build_model
 
 __all__ = [

@@ -114,7 +114,7 @@ def _iou_0_7(patch: Patch) -> None:
 
 
 def _never_merges(patch: Patch) -> None:
-    import overfeat.localize
+    import overfeat.merge_workers
     from overfeat.merge import MergeResult
 
     def never(boxes, scores, threshold=None) -> MergeResult:
@@ -122,7 +122,9 @@ def _never_merges(patch: Patch) -> None:
         return MergeResult(boxes.copy(), np.asarray(scores, dtype=np.float64).copy(),
                            np.arange(len(boxes)))  # fmt: skip
 
-    patch(overfeat.localize, "greedy_merge", never)
+    # Every merge of localization and detection goes through merge_workers.merge_boxes; the
+    # gate merges in its own process (RunOptions' 0 merge workers), where the patch holds.
+    patch(overfeat.merge_workers, "greedy_merge", never)
 
 
 def _coarse_stride(patch: Patch) -> None:

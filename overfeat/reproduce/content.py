@@ -24,7 +24,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["FileHashes", "combined_digest"]
+__all__ = ["FileHashes", "combined_digest", "network_identity"]
 
 CHUNK = 8 << 20  # bytes read per update: large enough that the hash, not the calls, dominates
 
@@ -86,3 +86,14 @@ def combined_digest(digests: dict[str, str]) -> str:
     """One digest for a network read from several files: their contents in the order given,
     without their paths (a moved or renamed copy is the same network)."""
     return "sha256:" + hashlib.sha256("\n".join(digests.values()).encode()).hexdigest()
+
+
+def network_identity(ref, hashes: FileHashes) -> tuple[str, dict[str, str]]:
+    """A :class:`~overfeat.network_sources.NetworkRef`'s identity in a cache → ``(identity,
+    {file: sha256})``: the combined sha256 of its files (decision CONTENT_KEYS) through
+    ``hashes``; a network given without files (built in memory, or keyed by its content already)
+    is its ``key``."""
+    if not ref.files:
+        return ref.key, {}
+    digests = hashes.digests(ref.files)
+    return combined_digest(digests), digests

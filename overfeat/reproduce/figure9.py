@@ -31,7 +31,7 @@ from evaluation.diff import comparability
 from evaluation.paper import figure9_rows
 from evaluation.render import ordinal
 from overfeat.localize import LOCALIZATION_SCALES, LocalizationProtocol
-from overfeat.reproduce.content import FileHashes
+from overfeat.reproduce.content import FileHashes, network_identity
 from overfeat.reproduce.embedded import (
     EMBEDDED_DATA,
     EMBEDDED_TRAIN_ARGS,
@@ -240,17 +240,17 @@ def _networks(runs: dict[str, Path], classes, hashes: FileHashes):
     from overfeat.engine.checkpoint import find_latest_valid
     from overfeat.engine.regressor import REGRESSOR_REQUIRED_KEYS, load_regressor
     from overfeat.localize import check_regressor
-    from overfeat.reproduce.networks import _checked_run
+    from overfeat.network_sources import checked_run
 
     path = runs["classifier"]
     found = find_latest_valid(path) if path.is_dir() else None
     if found is None:
         raise SourceError(f"--checkpoints classifier={path}: no readable checkpoint-*.pt")
     arch = found[1]["model_config"]["arch"]
-    ref = _checked_run(path, arch, len(classes), "--checkpoints classifier")
+    ref = checked_run(path, arch, len(classes), "--checkpoints classifier")
     model = ref.load()
     regressors = {}
-    labels = {"classifier": ref.label, "classifier_key": ref.identity(hashes)[0],
+    labels = {"classifier": ref.label, "classifier_key": network_identity(ref, hashes)[0],
               "full_size": ref.full_size}  # fmt: skip
     for kind in ("scr", "pcr"):
         if kind not in runs:

@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from overfeat.reproduce.content import FileHashes
-from overfeat.reproduce.images import ValidationImages, collate_images, image_batches
+# RunOptions, ValidationImages and collate_images are re-exported: their old home was here.
+from overfeat.inference import RunOptions, ValidationImages, collate_images, image_batches
+from overfeat.reproduce.content import FileHashes, network_identity
 from overfeat.reproduce.networks import NetworkRef
 from overfeat.reproduce.partial import PartialRow
 from overfeat.scales import ClassificationProtocol
@@ -57,23 +58,6 @@ __all__ = [
 # "no guess" line (label 0), so it counts as wrong, as the devkit counts any image without a
 # guess; the report gives the count. (The ILSVRC2012 validation set has no such image.)
 NO_GUESS_LINE = "0 0 0 0 0"
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How rows run: ``device`` ``"cpu"`` or ``"cuda"``; ``batch_size`` images per batch (each
-    becomes 2 × scales network inputs); ``workers`` decoding processes; ``amp`` ``"none"``
-    (float32) or ``"bf16"`` (autocast on the device).
-
-    Decision REPRODUCE_FLOAT32: float32 unless ``amp="bf16"`` is asked for; bf16's effect on
-    Table 2's numbers has not been measured on a GPU, so the reference stays float32.
-    """
-
-    device: str = "cpu"
-    batch_size: int = 8
-    workers: int = 2
-    amp: str = "none"
-    progress: bool = True
 
 
 def validation_samples(data: str | Path, limit: int | None = None, every: int = 1):
@@ -148,7 +132,7 @@ def row_identity(
     single = replace(protocol, models=1)
     member_keys, networks = [], []
     for ref in members:
-        content, files = ref.identity(hashes)
+        content, files = network_identity(ref, hashes)
         member_keys.append(_digest(content, repr(single), dkey, options.amp))
         networks.append({"label": ref.label, "identity": content, "sha256": files})
     return RowIdentity(_digest(row, member_keys), member_keys, dkey, networks)

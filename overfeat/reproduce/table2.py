@@ -25,7 +25,7 @@ import pandas as pd
 from evaluation.diff import comparability
 from evaluation.paper import table2_rows
 from evaluation.render import ordinal
-from overfeat.reproduce.content import FileHashes
+from overfeat.reproduce.content import FileHashes, network_identity
 from overfeat.reproduce.embedded import (
     EMBEDDED_DATA,
     EMBEDDED_MEMBERS,
@@ -270,7 +270,7 @@ def reproduce_table2(request: Table2Request) -> Path:
     meta = {
         "data_description": data_desc,
         "networks_description": net_desc,
-        "networks_sha256": {ref.label: ref.identity(hashes)[1]
+        "networks_sha256": {ref.label: network_identity(ref, hashes)[1]
                             for refs in networks.values() for ref in refs},  # fmt: skip
         "command": request.command,
         "created": date.today().isoformat(),
