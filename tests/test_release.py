@@ -558,7 +558,7 @@ def test_classify_prints_top_k_names_and_release_probabilities(
     weights, arrays, images = toy_release
     meta = devkit_dir / "t12" / "meta.mat"
     rc, lines, _ = _classify(
-        [images[0], "--release-weights", weights, "--meta", meta, "--top", "4"], capsys
+        [images[0], "--release-weights", weights, "--meta", meta, "--top-classes", "4"], capsys
     )
     assert rc == 0 and len(lines) == 4  # one image: exactly the release's format, no header
     scores = _expected_scores(arrays, images[0])

@@ -47,6 +47,7 @@ from overfeat.data.drawing import (
     render_det_image,
     synthetic_classes,
 )
+from overfeat.flags import SYNTHETIC, add_workers_flag
 
 __all__ = [
     "DAMAGE_KINDS",
@@ -341,13 +342,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="give each class's objects their own hue (decision CLASS_COLOURS; default off)",
     )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        metavar="N",
-        help="render in N processes; the files do not depend on N (default: this process)",
-    )
+    add_workers_flag(p, SYNTHETIC)
     p.set_defaults(func=_main)
 
 

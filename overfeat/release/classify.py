@@ -25,7 +25,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from evaluation.labels import ClassLabels
-from overfeat.flags import add_device_flag, add_meta_flag
+from overfeat.flags import (
+    CLASSIFY,
+    add_batch_size_flag,
+    add_deprecated_alias,
+    add_device_flag,
+    add_meta_flag,
+)
 from overfeat.release.classes import release_names
 from overfeat.release.resize import fill_size, imagemagick_resize
 from overfeat.release.weights import (
@@ -150,7 +156,7 @@ def release_top_classes(
 def _top_k(text: str) -> int:
     k = int(text)
     if not 1 <= k <= 1000:
-        raise argparse.ArgumentTypeError(f"--top must be between 1 and 1000, got {k}")
+        raise argparse.ArgumentTypeError(f"--top-classes must be between 1 and 1000, got {k}")
     return k
 
 
@@ -177,19 +183,20 @@ def register(subparsers) -> None:
         choices=sorted(RELEASE_FILE_NAMES),
         help="network (default: fast, the release's default, or the file's size for a file)",
     )
-    p.add_argument("--top", type=_top_k, default=5, metavar="K", help="classes to print (5)")
-    add_meta_flag(
-        p,
-        help="the devkit's meta.mat / meta_clsloc.mat: print class names (default: ILSVRC2012_ID)",
-    )
+    # Decision FLAG_NAMES_SAY_WHAT: "--top" alone did not say top what; localize's --top-k was a
+    # different number (classes per scale). The old spelling still works, with a notice.
+    p.add_argument("--top-classes", type=_top_k, default=5, metavar="K",
+                   help="the K most probable classes printed per image")  # fmt: skip
+    add_deprecated_alias(p, "--top", "--top-classes")
+    add_meta_flag(p, use="print its class names", absent="print ILSVRC2012_IDs")
     p.add_argument(
         "--softmax",
         choices=("release", "exact"),
         default="release",
         help="release: the binary's approximate exp (default); exact: torch.softmax",
     )
-    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per forward")
-    add_device_flag(p, "cpu", help="cpu or cuda[:N] (default cpu)")
+    add_batch_size_flag(p, CLASSIFY)
+    add_device_flag(p, CLASSIFY)
     # Width-scaled networks in the release layout, for tests and demos without the real files.
     p.add_argument("--width", type=float, default=1.0, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -232,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
         if not inputs:
             continue
         probs, outputs = release_top_classes(
-            net, torch.stack(inputs).to(args.device), args.top, args.softmax
+            net, torch.stack(inputs).to(args.device), args.top_classes, args.softmax
         )
         for path, p_row, o_row in zip(paths, probs.tolist(), outputs.tolist()):
             if several:
