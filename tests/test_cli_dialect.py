@@ -1,7 +1,7 @@
 """One dialect across every ``overfeat`` command: a flag several commands share has one name, one
 set of choices, one help text and the default of the command's kind of work (decision
 DEFAULTS_BY_WORK), wherever it appears; every ``--help`` shows the defaults; renamed flags keep
-their old spelling, which works and says it is deprecated.
+their old spelling, which works and says it is deprecated; ``--json -`` is standard output.
 
 The commands are found by walking the parser ``overfeat`` builds, so a new command is held to
 the same rules; which kind of work each command does is stated here, apart from the code.
@@ -10,11 +10,16 @@ the same rules; which kind of work each command does is stated here, apart from 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
 
+from evaluation.__main__ import build_parser as evaluation_parser
+from evaluation.json_output import JSON_HELP
 from overfeat import flags
 from overfeat.cli import all_parsers, build_parser
 from overfeat.flags import CLASSIFY, EVALUATION, GATE, SYNTHETIC, TRAINING, WORK_DEFAULTS
@@ -285,3 +290,55 @@ def test_train_help_shows_auto_device_and_the_recipes_values():
     assert "(default: auto)" in _option_help("overfeat train classifier", "--device")
     assert "paper 128, toy 32" in _option_help("overfeat train classifier", "--batch-size")
     assert "(default: 4)" in _option_help("overfeat train classifier", "--workers")
+
+
+# --------------------------------------------------------------------------------------- --json
+def _benchmark(name: str):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _json_parsers():
+    """Every parser with a --json flag: the harness's tasks and the benchmarks'."""
+    for p in all_parsers(evaluation_parser()):
+        yield p.prog, p
+    for name in ("eval_speed", "train_throughput"):
+        yield name, _benchmark(name).build_parser()
+
+
+def test_every_json_flag_has_one_help_and_takes_a_dash_for_standard_output():
+    found = 0
+    for prog, parser in _json_parsers():
+        action = _action(parser, "--json")
+        if action is None:
+            continue
+        found += 1
+        assert action.help == JSON_HELP, prog
+    assert found >= 5  # cls, loc, det, and both benchmarks
+
+
+@pytest.mark.filterwarnings("ignore:.*no ground-truth boxes:UserWarning")
+def test_benchmark_json_dash_is_one_document_on_standard_output(capsys):
+    bench = _benchmark("eval_speed")
+    assert bench.main(["--scale", "0.002", "--skip-coco", "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert data["det_images"] == 40 and "harness_clsloc_s" in data
+    assert "DET: 40 images" in err and "CLS-LOC:" in err
+
+
+def test_train_throughput_json_dash_moves_its_lines_to_standard_error(capsys, monkeypatch):
+    bench = _benchmark("train_throughput")
+
+    def measure(args):
+        print("load  fast     project loader per worker: 1.00 images/s")
+        return {"train": [], "loader": {"fast": {}}}
+
+    monkeypatch.setattr(bench, "measure", measure)
+    assert bench.main(["--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"train": [], "loader": {"fast": {}}}
+    assert "project loader per worker" in err
