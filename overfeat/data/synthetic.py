@@ -143,9 +143,10 @@ class SyntheticSummary:
 
 
 def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
+    """A bar on a terminal, a line per 10% in a log (decision PROGRESS_LOG_LINES)."""
+    from overfeat.progress import progress
 
-    return tqdm(total=total, unit="img", desc="make-synthetic", disable=not enabled)
+    return progress(total, "make-synthetic", enabled, unit="img", leave=True)
 
 
 @dataclass(frozen=True)

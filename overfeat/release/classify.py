@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from evaluation.labels import ClassLabels
 from overfeat.flags import (
@@ -32,6 +31,7 @@ from overfeat.flags import (
     add_device_flag,
     add_meta_flag,
 )
+from overfeat.progress import progress
 from overfeat.release.classes import release_names
 from overfeat.release.resize import fill_size, imagemagick_resize
 from overfeat.release.weights import (
@@ -207,6 +207,29 @@ def _chunks(items: Sequence[str], n: int):
         yield items[i : i + n]
 
 
+def _classify_batch(net, batch, names, args, several: bool, bar) -> int:
+    """Print the top classes of each image of ``batch``; → how many could not be read."""
+    paths, inputs, skipped = [], [], 0
+    for path in batch:
+        try:
+            inputs.append(release_preprocess(read_image(path)))
+            paths.append(path)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            skipped += 1
+            bar.write(f"overfeat classify: skipped {path}: {exc}")
+    if not inputs:
+        return skipped
+    probs, outputs = release_top_classes(
+        net, torch.stack(inputs).to(args.device), args.top_classes, args.softmax
+    )
+    for path, p_row, o_row in zip(paths, probs.tolist(), outputs.tolist()):
+        if several:
+            print(path)
+        for p, o in zip(p_row, o_row):
+            print(f"{names[o]} {p:.6g}")
+    return skipped
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         labels = ClassLabels.from_devkit_meta(args.meta) if args.meta else None
@@ -225,27 +248,12 @@ def run(args: argparse.Namespace) -> int:
     several = len(args.images) > 1
     skipped = 0
     batches = list(_chunks(args.images, max(1, args.batch_size)))
-    for batch in tqdm(
-        batches, desc="classify", unit="batch", disable=len(batches) < 2, file=sys.stderr
-    ):
-        paths, inputs = [], []
-        for path in batch:
-            try:
-                inputs.append(release_preprocess(read_image(path)))
-                paths.append(path)
-            except (OSError, ValueError, Image.DecompressionBombError) as exc:
-                skipped += 1
-                print(f"overfeat classify: skipped {path}: {exc}", file=sys.stderr)
-        if not inputs:
-            continue
-        probs, outputs = release_top_classes(
-            net, torch.stack(inputs).to(args.device), args.top_classes, args.softmax
-        )
-        for path, p_row, o_row in zip(paths, probs.tolist(), outputs.tolist()):
-            if several:
-                print(path)
-            for p, o in zip(p_row, o_row):
-                print(f"{names[o]} {p:.6g}")
+    # A bar on a terminal, a line per 10% in a log (decision PROGRESS_LOG_LINES); stdout keeps
+    # the class lines only.
+    with progress(len(batches), "classify", len(batches) > 1, unit="batch") as bar:
+        for batch in batches:
+            skipped += _classify_batch(net, batch, names, args, several, bar)
+            bar.update()
     if skipped:
         print(
             f"overfeat classify: {skipped} of {len(args.images)} image(s) skipped (unreadable)",
