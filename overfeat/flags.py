@@ -97,8 +97,8 @@ class WorkDefaults:
 #   processes per training process, capped by the CPUs (LOADER_WORKERS_CAPPED).
 # - evaluation (the dense protocols) and classify: --device cpu, so that a command's numbers
 #   are the float32 CPU reference unless a GPU is asked for; --amp none (float32,
-#   REPRODUCE_FLOAT32); --batch-size 16 network inputs' worth of images: 8 where each image
-#   becomes 2 x scales inputs (every dense protocol is mirrored), 16 where each is one centre
+#   REPRODUCE_FLOAT32); --batch-size 16 network inputs or more: 8 images where each becomes 2
+#   or more inputs (mirrored at every scale, or Table 2's 10 views), 16 where each is one centre
 #   crop (classify); --workers 2 decoding processes (classify decodes in its own process).
 #   A batch's size can move a result's last float bits, so these are the sizes the reference
 #   numbers were computed at.
@@ -221,7 +221,7 @@ def add_amp_flag(p: argparse.ArgumentParser, work: str) -> None:
 BATCH_SIZE_HELP = {
     TRAINING: "the GLOBAL batch over all processes; without --lr the learning rate scales "
     "linearly with it (decision LINEAR_LR_SCALING)",
-    EVALUATION: "images per batch, each run at every scale and mirrored",
+    EVALUATION: "images per batch, each run mirrored at every scale (or as 10 views)",
     CLASSIFY: "images per batch, each one centre crop",
 }
 
