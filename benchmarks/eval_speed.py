@@ -13,19 +13,22 @@ CLS-LOC: 50,000 images with 5 guesses and boxes.
     taskset -c 0 python benchmarks/eval_speed.py    # one core
     python benchmarks/eval_speed.py --scale 0.1     # a quick look
 
-Prints one line per measurement and the ratio; ``--json OUT`` writes them.
+Prints one line per measurement and the ratio; ``--json OUT`` writes them (``--json -``: to
+standard output, the lines then on standard error).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import time
 
 import numpy as np
 
 from evaluation.clsloc import localization_errors
 from evaluation.detection import evaluate_detection, match_detections
+from evaluation.json_output import JSON_HELP, console, write_json
+from overfeat.flags import DefaultsHelpFormatter
 
 
 def synthetic_det(n_img: int, n_cls: int, n_det: int, seed: int = 0):
@@ -69,12 +72,25 @@ def synthetic_clsloc(n_img: int, n_cls: int = 1000, seed: int = 0):
     return labels, bi, labels[bi], gb, guesses, boxes, blacklist
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsHelpFormatter)  # fmt: skip
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full size")
     parser.add_argument("--skip-coco", action="store_true", help="time the harness only")
-    parser.add_argument("--json", help="write the measurements here")
-    args = parser.parse_args()
+    parser.add_argument("--json", help=JSON_HELP)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    with contextlib.redirect_stdout(console(args.json)):
+        out = measure(args)
+    write_json(args.json, out)
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Run every measurement ``args`` asks for, printing a line each; → the numbers."""
     n_img, n_det = int(20000 * args.scale), int(1_000_000 * args.scale)
     di, dl, dc, db, gi, gl, gb = synthetic_det(n_img, 200, n_det)
     print(f"DET: {n_img} images, 200 classes, {len(gi)} boxes, {len(di)} detections")
@@ -103,10 +119,7 @@ def main() -> int:
     t_loc = time.perf_counter() - t
     print(f"CLS-LOC: {n_cl} images x 5 guesses  {t_loc:8.2f} s   loc error {loc.loc_error:.4f}")
     out.update(clsloc_images=n_cl, harness_clsloc_s=t_loc)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(out, f, indent=2)
-    return 0
+    return out
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evaluation.json_output import JSON_HELP, console, write_json
+from overfeat.flags import DefaultsHelpFormatter
 from overfeat.models import ARCHS, build_model
 
 # Dense bf16 tensor-core peak, TFLOP/s, from NVIDIA's data sheets (H100/H200: "NVIDIA H100 Tensor
@@ -213,19 +214,32 @@ def _dali_run(dataset, samples):
     return run
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cpu-batch", type=int, default=4)
-    p.add_argument("--cpu-steps", type=int, default=2)
-    p.add_argument("--gpu-batch", type=int, default=128)
-    p.add_argument("--gpu-steps", type=int, default=10)
-    p.add_argument("--loader-images", type=int, default=48)
-    p.add_argument("--loader-repeats", type=int, default=3)
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=DefaultsHelpFormatter)  # fmt: skip
+    p.add_argument("--cpu-batch", type=int, default=4, help="images per step on the CPU")
+    p.add_argument("--cpu-steps", type=int, default=2, help="timed steps on the CPU")
+    p.add_argument("--gpu-batch", type=int, default=128, help="images per step on a GPU")
+    p.add_argument("--gpu-steps", type=int, default=10, help="timed steps on a GPU")
+    p.add_argument("--loader-images", type=int, default=48, help="JPEGs the loaders read")
+    p.add_argument("--loader-repeats", type=int, default=3, help="passes; the best counts")
     p.add_argument("--workers", type=int, default=2, help="loader workers per GPU, for the ratio")
     p.add_argument("--skip-train", action="store_true", help="the loader comparison only")
     p.add_argument("--peak-tflops", type=float, default=None, help="GPU peak (default: table)")
-    p.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = p.parse_args(argv)
+    p.add_argument("--json", default=None, help=JSON_HELP)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    with contextlib.redirect_stdout(console(args.json)):
+        results = measure(args)
+    write_json(args.json, results)
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Run every measurement ``args`` asks for, printing a line each; → the numbers."""
 
     rows = []
     devices = [("cpu", torch.device("cpu"), args.cpu_batch, args.cpu_steps, False, False)]
@@ -271,9 +285,7 @@ def main(argv=None) -> int:
             f"{row['device']}: {ratio:6.2f} "
             f"({'keeps up' if ratio >= 1 else 'loader-bound: add workers, CPU cores or DALI'})"
         )
-    if args.json:
-        args.json.write_text(json.dumps({"train": rows, "loader": loader}, indent=2))
-    return 0
+    return {"train": rows, "loader": loader}
 
 
 if __name__ == "__main__":

@@ -32,45 +32,19 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 import warnings
 from pathlib import Path
 
 from evaluation import tasks
+from evaluation.json_output import JSON_HELP, console, write_json
 
 __all__ = ["main", "build_parser"]
 
 
-def _clean(value):
-    """JSON has no NaN: a class without positives is written as null."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
-# "--json -" is standard output, as for most command-line tools; the table then goes to standard
-# error so that what a pipe reads is one JSON document.
-STDOUT = "-"
-
-
-def _write_json(path: str | None, data: dict) -> None:
-    if not path:
-        return
-    text = json.dumps(_clean(data), indent=2) + "\n"
-    if path == STDOUT:
-        sys.stdout.write(text)
-    else:
-        Path(path).write_text(text, encoding="utf-8")
-
-
 def _table_stream(args: argparse.Namespace):
-    return sys.stderr if args.json == STDOUT else sys.stdout
+    return console(args.json)
 
 
 def _over(scored: int, total: int, subset: bool, how: str) -> str:
@@ -95,7 +69,7 @@ def run_cls(args: argparse.Namespace) -> int:
     over = _over(out["num_images"], out["num_ground_truth_images"], args.subset, "eval_flat.m")
     print(f"classification error {over}", file=stream)
     print(_guesses_table([("error", out["error_by_guesses"])]), file=stream)
-    _write_json(args.json, out)
+    write_json(args.json, out)
     return 0
 
 
@@ -124,7 +98,7 @@ def run_loc(args: argparse.Namespace) -> int:
         ),
         file=stream,
     )
-    _write_json(args.json, out)
+    write_json(args.json, out)
     return 0
 
 
@@ -173,13 +147,10 @@ def run_det(args: argparse.Namespace) -> int:
             for k, (wnid, name) in enumerate(zip(labels.wnids, labels.names)):
                 ap_k = "" if math.isnan(result.ap[k]) else f"{result.ap[k]:.6f}"
                 writer.writerow([k + 1, wnid, name, result.npos[k], result.num_dets[k], ap_k])
-    _write_json(args.json, out)
+    write_json(args.json, out)
     return 0
 
 
-JSON_HELP = (
-    "write the numbers here as JSON ('-': standard output, the table then on standard error)"
-)
 SUBSET_HELP = (
     "score only the ground-truth images the submission has a line for (a Kaggle CSV names its "
     "images); without it, an image without a line counts as wrong"

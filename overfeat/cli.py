@@ -2,9 +2,10 @@
 
 Each sub-command lives beside the code it drives: a module listed in ``COMMANDS`` exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` (called with the parsed
-arguments; its return value is the exit status). The flags commands share (``--device``,
-``--meta``, ``--devkit``) come from :mod:`overfeat.flags`, and are checked here, once, before any
-command runs.
+arguments; its return value is the exit status). The flags commands share (``--data``,
+``--device``, ``--amp``, ``--batch-size``, ``--workers``, ``--meta``, ...) come from
+:mod:`overfeat.flags`, one dialect for every command; they are checked here, once, before any
+command runs, and every command's ``--help`` shows their defaults.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ COMMANDS: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from overfeat.flags import DefaultsHelpFormatter
+
     parser = argparse.ArgumentParser(
         prog="overfeat",
         description="OverFeat (Sermanet et al., ICLR 2014): training, inference and data tools.",
@@ -32,7 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(name).register(sub)
+    # Set here for every command rather than in each add_parser call, so that no command's
+    # --help can leave its defaults out.
+    for p in all_parsers(parser):
+        p.formatter_class = DefaultsHelpFormatter
     return parser
+
+
+def all_parsers(parser: argparse.ArgumentParser):
+    """``parser`` and every sub-command parser under it, depth first."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from all_parsers(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

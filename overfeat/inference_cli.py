@@ -32,7 +32,18 @@ import shlex
 import sys
 from pathlib import Path
 
-from overfeat.flags import add_device_flag, add_meta_flag
+from overfeat.flags import (
+    EVALUATION,
+    add_amp_flag,
+    add_batch_size_flag,
+    add_data_flag,
+    add_deprecated_alias,
+    add_device_flag,
+    add_meta_flag,
+    add_progress_flag,
+    add_workers_flag,
+    effective_amp,
+)
 
 __all__ = ["register"]
 
@@ -62,23 +73,25 @@ def _merge_workers(text: str) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="ILSVRC-layout root (its validation split)")
+    add_data_flag(p, "its validation split")
     p.add_argument("--scales", type=_scales, default=None, metavar="1,2,4,6",
                    help="1-based Table 5 scales (default 1,2,4,6, LOCALIZATION_SCALES)")  # fmt: skip
     p.add_argument("--offsets", choices=("fine", "coarse"), default="fine", help="output stride")
     p.add_argument("--no-flip", dest="flips", action="store_false", help="skip the mirror images")
     p.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="only the first N images (file-name order, DET: list order)")  # fmt: skip
+                   help="only the first N images (file-name order, DET: list order) (default: "
+                   "all)")  # fmt: skip
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="the submission file")
     p.add_argument("--score", action="store_true", help="score it now and print the result")
-    add_device_flag(p, "cpu", help="cpu or cuda[:N]")
-    p.add_argument("--batch-size", type=int, default=8, metavar="B", help="images per batch")
-    p.add_argument("--workers", type=int, default=2, help="decoding processes")
+    add_device_flag(p, EVALUATION)
+    add_batch_size_flag(p, EVALUATION)
+    add_workers_flag(p, EVALUATION)
+    add_amp_flag(p, EVALUATION)
     p.add_argument("--merge-workers", type=_merge_workers, default=None, metavar="N",
                    help="processes running the greedy merges beside the next batch's forward "
                    "pass (default: the CPUs this process may use, MERGE_WORKERS; 0: in the main "
                    "process); the output does not depend on it")  # fmt: skip
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_progress_flag(p)
 
 
 def register(subparsers) -> None:
@@ -93,15 +106,21 @@ def register(subparsers) -> None:
     src.add_argument("--classifier", type=Path, metavar="RUN",
                      help="a run of 'overfeat train classifier' (default: the regressor's)")  # fmt: skip
     src.add_argument("--release-weights", type=Path, metavar="DIR",
-                     help="the released networks (net_weight_0 fast, net_weight_1 accurate)")  # fmt: skip
+                     help="the released networks (net_weight_0 fast, net_weight_1 accurate) "
+                     "(default: none)")  # fmt: skip
     loc.add_argument("--arch", choices=("fast", "accurate"), default=None,
-                     help="which released network (when DIR holds both)")  # fmt: skip
-    add_meta_flag(loc, help="the devkit's meta.mat: ILSVRC2012_IDs in a devkit submission (the "
-                  "release's class order ships with the package)")  # fmt: skip
+                     help="which released network (default: the one DIR holds)")  # fmt: skip
+    add_meta_flag(loc, use="write ILSVRC2012_IDs in a devkit submission", absent="sorted-WNID "
+                  "indices, LOC_LABEL_SPACE; the released networks' class order ships with the "
+                  "package")  # fmt: skip
     loc.add_argument("--regressor", type=Path, default=None, metavar="RUN",
-                     help="a run of 'overfeat train regressor' on this classifier")  # fmt: skip
-    loc.add_argument("--top-k", type=int, default=None, metavar="K",
-                     help="classes per scale, §4.3 (a) (default 5, TOP_K_CLASSES)")  # fmt: skip
+                     help="a run of 'overfeat train regressor' on this classifier (default: none)")
+    # Decision FLAG_NAMES_SAY_WHAT: "--top-k" read as classify's "top K printed"; it is the
+    # classes each scale contributes boxes for. The old spelling still works, with a notice.
+    loc.add_argument("--classes-per-scale", type=int, default=None, metavar="K",
+                     help="each scale's K best classes have their boxes merged, §4.3 (a) "
+                     "(default 5, TOP_K_CLASSES)")  # fmt: skip
+    add_deprecated_alias(loc, "--top-k", "--classes-per-scale")
     loc.add_argument("--box-source", choices=("regressor", "window", "image"), default="regressor",
                      help="regressor (§4), each window's own box, or the whole image")  # fmt: skip
     loc.add_argument("--centre-crop", action="store_true",
@@ -121,9 +140,10 @@ def register(subparsers) -> None:
         "ILSVRC DET submission for 'python -m evaluation det'.",
     )
     det.add_argument("--detector", type=Path, default=None, metavar="RUN",
-                     help="a detector run (a classifier-format run with C + 1 outputs)")  # fmt: skip
+                     help="a detector run, a classifier-format run with C + 1 outputs (default: "
+                     "none)")  # fmt: skip
     det.add_argument("--regressor", type=Path, default=None, metavar="RUN",
-                     help="a regressor run trained on the detector")  # fmt: skip
+                     help="a regressor run trained on the detector (default: none)")  # fmt: skip
     det.add_argument("--threshold", type=float, default=None, metavar="P",
                      help="a window proposes class c when p(c) >= P (default 0.1, "
                      "DETECTION_THRESHOLD)")  # fmt: skip
@@ -134,15 +154,17 @@ def register(subparsers) -> None:
     det.add_argument("--merge-threshold", type=float, default=None, metavar="T",
                      help="t of the greedy merge (default 0.5, MERGE_THRESHOLD)")  # fmt: skip
     det.add_argument("--per-image", type=float, default=None, metavar="K",
-                     help="random baseline: detections per image")  # fmt: skip
+                     help="random baseline: detections per image (default: none; or --like)")  # fmt: skip
     det.add_argument("--like", type=Path, default=None, metavar="DET_FILE",
-                     help="random baseline: as many detections per image as this submission")  # fmt: skip
+                     help="random baseline: as many detections per image as this submission "
+                     "(default: none; or --per-image)")  # fmt: skip
     det.add_argument("--seed", type=int, default=0, help="random baseline's seed")
     det.add_argument("--classes", type=Path, default=None, metavar="SYNSETS",
                      help="'WNID words' per line in the detector's class order (default: the "
                      "data set's LOC_synset_mapping.txt)")  # fmt: skip
     det.add_argument("--meta-det", type=Path, default=None, metavar="META_DET_MAT",
-                     help="the devkit's meta_det.mat: write the devkit's DET_IDs")  # fmt: skip
+                     help="the devkit's meta_det.mat: write the devkit's DET_IDs (default: none: "
+                     "class index + 1, DET_IDS_SORTED_INDEX)")  # fmt: skip
     _common(det)
     det.set_defaults(func=_run_detect)
 
@@ -201,7 +223,8 @@ def _options(args):
     from overfeat.merge_workers import default_merge_workers
 
     workers = default_merge_workers() if args.merge_workers is None else args.merge_workers
-    return RunOptions(args.device, args.batch_size, args.workers, "none", args.progress, workers)
+    amp = effective_amp(args.amp, args.device)
+    return RunOptions(args.device, args.batch_size, args.workers, amp, args.progress, workers)
 
 
 def _time_split(seconds: float, times, workers: int) -> tuple[str, dict]:
@@ -319,7 +342,7 @@ def _run_localize(args) -> int:
     )
 
     try:
-        kwargs = {k: v for k, v in (("scales", args.scales), ("top_k", args.top_k),
+        kwargs = {k: v for k, v in (("scales", args.scales), ("top_k", args.classes_per_scale),
                                     ("merge_threshold", args.merge_threshold)) if v is not None}  # fmt: skip
         protocol = LocalizationProtocol(
             flips=args.flips, offsets=args.offsets, box_source=args.box_source,

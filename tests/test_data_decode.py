@@ -144,6 +144,22 @@ def test_dataset_skips_counts_and_warns_once_per_damaged_file(tmp_path, pixels):
     assert {next(n for n in broken if n in str(w.message)) for w in ours} == broken
 
 
+def test_a_corrupt_training_image_is_named_with_what_was_done_and_no_advice_to_delete(tmp_path):
+    """Deleting a training file would change the data set without a trace; the warning says the
+    file was skipped for this epoch and counted, and that it was left as it is."""
+    path = _write(tmp_path, "n00000001_7.JPEG", b"\xff\xd8 not the rest of a JPEG")
+    ds = _dataset([path], [0])
+    with pytest.warns(CorruptImageWarning) as caught:
+        assert ds[0] is None
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith(f"{path}: cannot decode (")
+    assert "skipped for this epoch and counted" in message
+    assert "train_skipped / val_skipped" in message and "left as it is" in message
+    for advice in ("delete", "remove", "re-download", "silence"):
+        assert advice not in message
+    assert ds.num_skipped == 1
+
+
 def test_collate_skip_corrupt_drops_nones_and_counts_them():
     a, b = torch.zeros(3, 4, 4), torch.ones(3, 4, 4)
     images, labels, n_skipped = collate_skip_corrupt([(a, 3), None, (b, 5), None])

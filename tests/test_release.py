@@ -558,7 +558,7 @@ def test_classify_prints_top_k_names_and_release_probabilities(
     weights, arrays, images = toy_release
     meta = devkit_dir / "t12" / "meta.mat"
     rc, lines, _ = _classify(
-        [images[0], "--release-weights", weights, "--meta", meta, "--top", "4"], capsys
+        [images[0], "--release-weights", weights, "--meta", meta, "--top-classes", "4"], capsys
     )
     assert rc == 0 and len(lines) == 4  # one image: exactly the release's format, no header
     scores = _expected_scores(arrays, images[0])
@@ -584,6 +584,21 @@ def test_classify_without_meta_prints_ids_and_a_header_per_image(toy_release, ca
             assert m["name"] == f"ILSVRC2012_ID {idx + 1}"
             # Two images run as one batch: other float32 kernels, logits differ by ~1e-5.
             assert float(m["p"]) == pytest.approx(exact[idx].item(), rel=5e-5)
+
+
+def test_classify_logs_progress_lines_and_keeps_standard_output_for_the_classes(
+    toy_release, capsys
+):
+    """Several batches show progress on standard error (one line per 10% in a log, decision
+    PROGRESS_LOG_LINES); standard output holds the class lines only."""
+    weights, _, images = toy_release
+    rc, lines, err = _classify([*images, "--release-weights", weights, "--batch-size", "1"],
+                               capsys)  # fmt: skip
+    assert rc == 0 and "\r" not in err
+    assert [ln.split(" (")[0] for ln in err.splitlines()] == ["classify: 50%", "classify: 100%"]
+    assert [lines[0], lines[6]] == [str(p) for p in images] and len(lines) == 2 * 6
+    rc, _, err = _classify([*images, "--release-weights", weights], capsys)
+    assert rc == 0 and err == ""  # one batch of the default 16: no progress to show
 
 
 def test_classify_skips_and_counts_a_corrupt_image(toy_release, tmp_path, capsys):

@@ -30,6 +30,7 @@ __all__ = [
     "decode_uint8",
     "pil_errors_as_corrupt",
     "plain_jpeg",
+    "skip_warning",
 ]
 
 # A JPEG may be decoded at 1/2, 1/4 or 1/8 of its size straight from the DCT coefficients
@@ -176,6 +177,18 @@ def decode_uint8(path: str | os.PathLike, short_side: int | None = None) -> torc
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
 
 
+def skip_warning(error: CorruptImage) -> str:
+    """What a data set says about a file it cannot decode: the file, why, and what was done.
+
+    No advice to delete it: a deleted file silently changes the data set (its class counts, an
+    epoch's steps, what a run's numbers are over), where a skipped one is counted."""
+    return (
+        f"{error.path}: cannot decode ({error.reason}); skipped for this epoch and counted (a "
+        "training run's metrics.jsonl gives the counts, train_skipped / val_skipped); every "
+        "later epoch skips and counts it again without naming it again; the file is left as it is"
+    )
+
+
 class SkipCounter:
     """Counts undecodable files in this process and warns once per file.
 
@@ -192,12 +205,7 @@ class SkipCounter:
         self.count += 1
         if error.path not in self._warned:
             self._warned.add(error.path)
-            warnings.warn(
-                f"{error.path}: skipped, cannot decode ({error.reason}); "
-                "re-download or delete the file to silence this warning",
-                CorruptImageWarning,
-                stacklevel=3,
-            )
+            warnings.warn(skip_warning(error), CorruptImageWarning, stacklevel=3)
 
     @property
     def files(self) -> list[str]:

@@ -47,6 +47,7 @@ from overfeat.data.drawing import (
     render_det_image,
     synthetic_classes,
 )
+from overfeat.flags import SYNTHETIC, add_workers_flag
 
 __all__ = [
     "DAMAGE_KINDS",
@@ -142,9 +143,10 @@ class SyntheticSummary:
 
 
 def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
+    """A bar on a terminal, a line per 10% in a log (decision PROGRESS_LOG_LINES)."""
+    from overfeat.progress import progress
 
-    return tqdm(total=total, unit="img", desc="make-synthetic", disable=not enabled)
+    return progress(total, "make-synthetic", enabled, unit="img", leave=True)
 
 
 @dataclass(frozen=True)
@@ -341,13 +343,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="give each class's objects their own hue (decision CLASS_COLOURS; default off)",
     )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        metavar="N",
-        help="render in N processes; the files do not depend on N (default: this process)",
-    )
+    add_workers_flag(p, SYNTHETIC)
     p.set_defaults(func=_main)
 
 

@@ -20,9 +20,77 @@ import shlex
 import sys
 from pathlib import Path
 
-from overfeat.flags import add_device_flag, check_flags
+from overfeat.flags import (
+    TRAINING,
+    add_amp_flag,
+    add_batch_size_flag,
+    add_data_flag,
+    add_device_flag,
+    add_progress_flag,
+    add_workers_flag,
+    check_flags,
+)
 
 __all__ = ["build_config", "build_spatial_config", "register"]
+
+
+def _recipe_default(field: str, recipes: dict[str, dict], base, per_arch=None) -> str:
+    """A training flag's default as the recipes set it, read from them: ``"paper 128, toy 32"``,
+    or one value where every recipe agrees (``base``: the config's own defaults; ``per_arch``:
+    a recipe's settings for one network)."""
+
+    def text(v) -> str:
+        if isinstance(v, tuple):
+            return ",".join(str(x) for x in v)
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    values = {name: recipe.get(field, getattr(base, field)) for name, recipe in recipes.items()}
+    by_arch = {
+        name: [(arch, d[field]) for arch, d in (per_arch or {}).get(name, {}).items() if field in d]
+        for name in recipes
+    }
+    if len({text(v) for v in values.values()}) == 1 and not any(by_arch.values()):
+        return text(next(iter(values.values())))
+    return ", ".join(
+        f"{name} {text(v)}" + "".join(f" ({arch} {text(x)})" for arch, x in by_arch[name])
+        for name, v in values.items()
+    )
+
+
+def _classifier_default(field: str) -> str:
+    from overfeat.engine.config import RECIPE_ARCH_OVERRIDES, RECIPES, TrainConfig
+
+    return _recipe_default(field, RECIPES, TrainConfig(), RECIPE_ARCH_OVERRIDES)
+
+
+def _spatial_default(what: str):
+    """``field → its default text`` for ``train regressor`` or ``train detector``."""
+    if what == "regressor":
+        from overfeat.engine.regressor import REGRESSOR_RECIPES as recipes
+        from overfeat.engine.regressor import RegressorConfig as config
+    else:
+        from overfeat.engine.detector import DETECTOR_RECIPES as recipes
+        from overfeat.engine.detector import DetectorConfig as config
+    return lambda field: _recipe_default(field, recipes, config())
+
+
+def _common_run_flags(p: argparse.ArgumentParser, default) -> None:
+    """The run-keeping flags every trainer has (``default``: a field's default text)."""
+    p.add_argument("--seed", type=int, default=None, help=f"(default: {default('seed')})")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
+                   help="also checkpoint every STEPS optimizer steps (default: "
+                   f"{default('checkpoint_every')}, at epoch ends only)")  # fmt: skip
+    p.add_argument("--keep-checkpoints", type=int, default=None,
+                   help=f"the newest checkpoints kept (default: {default('keep_checkpoints')})")
+    p.add_argument("--log-every", type=int, default=None, metavar="STEPS",
+                   help=f"a metrics.jsonl record every STEPS steps (default: "
+                   f"{default('log_every')})")  # fmt: skip
+    p.add_argument("--stop-after-steps", type=int, default=None, metavar="STEPS",
+                   help="stop after STEPS optimizer steps, as a preemption would (default: "
+                   f"{default('stop_after_steps')}, never)")  # fmt: skip
+    p.add_argument("--max-train-samples", type=int, default=None,
+                   help="a fixed seeded subset of the training images (default: "
+                   f"{default('max_train_samples')}, all)")  # fmt: skip
 
 
 def register(subparsers) -> None:
@@ -41,48 +109,52 @@ def register(subparsers) -> None:
         "N(0, 1e-2) init, 90 epochs (decision PAPER_EPOCHS). --recipe toy is the small-width "
         "recipe that trains on a CPU in minutes.",
     )
-    p.add_argument("--data", required=True, help="dataset root (ILSVRC / Kaggle layout)")
-    p.add_argument("--arch", choices=("fast", "accurate"), default="fast")
-    p.add_argument("--width", type=float, default=None, help="channel multiplier (paper 1, toy 1/8)")
-    p.add_argument("--recipe", choices=("paper", "toy"), default="paper")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="GLOBAL batch over all processes; without --lr the learning rate scales "
-        "linearly with it (decision LINEAR_LR_SCALING)",
-    )
-    p.add_argument("--lr", type=float, default=None, help="learning rate at --batch-size")
-    p.add_argument("--momentum", type=float, default=None)
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--dropout", type=float, default=None)
+    add_data_flag(p, "its training and validation splits")
+    p.add_argument("--arch", choices=("fast", "accurate"), default="fast",
+                   help="the network of Table 1 (fast) or Table 3 (accurate)")  # fmt: skip
+    p.add_argument("--width", type=float, default=None,
+                   help=f"channel multiplier (default: {_classifier_default('width')})")  # fmt: skip
+    p.add_argument("--recipe", choices=("paper", "toy"), default="paper",
+                   help="the settings every flag below defaults to: §3.1's, or the CPU-sized "
+                   "toy recipe (decision TOY_RECIPE)")  # fmt: skip
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"(default: {_classifier_default('epochs')})")  # fmt: skip
+    add_batch_size_flag(p, TRAINING, _classifier_default("batch_size"))
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate at --batch-size (default: the recipe's at its own batch, "
+                   f"{_classifier_default('lr')}, scaled linearly to --batch-size)")  # fmt: skip
+    p.add_argument("--momentum", type=float, default=None,
+                   help=f"(default: {_classifier_default('momentum')})")  # fmt: skip
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help=f"(default: {_classifier_default('weight_decay')})")  # fmt: skip
+    p.add_argument("--dropout", type=float, default=None,
+                   help=f"(default: {_classifier_default('dropout')})")  # fmt: skip
     p.add_argument("--init", choices=("normal", "he"), default=None,
-                   help="normal: N(0, init-std²) (paper); he: N(0, 2/fan_in) (toy)")  # fmt: skip
-    p.add_argument("--init-std", type=float, default=None)
-    p.add_argument("--workers", type=int, default=None, help="data-loading processes per rank")
-    p.add_argument("--eval-batch-size", type=int, default=None)
+                   help="normal: N(0, init-std²) (paper); he: N(0, 2/fan_in) (toy) "
+                   f"(default: {_classifier_default('init')})")  # fmt: skip
+    p.add_argument("--init-std", type=float, default=None,
+                   help=f"(default: {_classifier_default('init_std')})")  # fmt: skip
+    add_workers_flag(p, TRAINING)
+    p.add_argument("--eval-batch-size", type=int, default=None,
+                   help="validation images per process (default: the per-process training "
+                   "batch)")  # fmt: skip
     p.add_argument("--out", default=None, help="run directory (default runs/classifier)")
     p.add_argument(
         "--resume",
         default=None,
         metavar="auto|PATH",
         help="'auto': continue from the newest readable checkpoint in --out (start fresh if "
-        "none); or a checkpoint file",
+        "none); or a checkpoint file (default: start fresh; an existing run is refused)",
     )
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS")
-    p.add_argument("--keep-checkpoints", type=int, default=None)
-    p.add_argument("--log-every", type=int, default=None, metavar="STEPS")
-    p.add_argument("--stop-after-steps", type=int, default=None, metavar="STEPS")
-    p.add_argument("--max-train-samples", type=int, default=None)
-    p.add_argument("--max-val-samples", type=int, default=None)
+    _common_run_flags(p, _classifier_default)
+    p.add_argument("--max-val-samples", type=int, default=None,
+                   help="a fixed seeded subset of the validation images (default: all)")  # fmt: skip
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
-    p.add_argument("--amp", choices=("auto", "bf16", "none"), default=None)
-    p.add_argument("--channels-last", choices=("auto", "yes", "no"), default=None)
-    add_device_flag(p, None, auto=True, index=False,
-                    help="auto (a GPU when there is one; the default), cpu or cuda")  # fmt: skip
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    add_amp_flag(p, TRAINING)
+    p.add_argument("--channels-last", choices=("auto", "yes", "no"), default=None,
+                   help="NHWC tensors (default: auto, on CUDA only)")  # fmt: skip
+    add_device_flag(p, TRAINING)
+    add_progress_flag(p, None)
     p.add_argument("--warmup-epochs", type=float, default=None, metavar="E",
                    help="ramp the learning rate up linearly over the first E epochs (default: 5 "
                    "when the global batch is above 128, else 0; decision WARMUP)")  # fmt: skip
@@ -105,8 +177,9 @@ def register(subparsers) -> None:
         "environment.json to OUT as NAME_*, write NAME_epochs.csv and render NAME.md from them.",
     )
     r.add_argument("run_dir", help="a run directory written by 'overfeat train classifier'")
-    r.add_argument("--out", default="reports/training")
-    r.add_argument("--name", default="toy")
+    r.add_argument("--out", default="reports/training", metavar="DIR",
+                   help="where the report goes, relative to the current folder")  # fmt: skip
+    r.add_argument("--name", default="toy", help="the report files' name")
     r.set_defaults(func=_run_report)
 
 
@@ -162,35 +235,39 @@ def _run_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
-def _spatial_arguments(p: argparse.ArgumentParser, what: str) -> None:
-    """The flags the regressor and the detector share (overfeat.engine.spatial)."""
+def _spatial_arguments(p: argparse.ArgumentParser, what: str, default) -> None:
+    """The flags the regressor and the detector share (overfeat.engine.spatial); ``default``:
+    a field's default as the run's recipes set it (:func:`_recipe_default`)."""
     p.add_argument("--classifier", required=True, metavar="RUN_DIR",
                    help="the classifier run to start from (its newest readable checkpoint)")  # fmt: skip
-    p.add_argument("--data", required=True, help="dataset root with boxed training images")
+    add_data_flag(p, "its training images with boxes")
     p.add_argument("--out", default=None, help=f"run directory (default runs/{what})")
-    p.add_argument("--recipe", choices=("paper", "toy"), default="paper")
+    p.add_argument("--recipe", choices=("paper", "toy"), default="paper",
+                   help="the settings every flag below defaults to (decision "
+                   f"{what.upper()}_RECIPE)")  # fmt: skip
     p.add_argument("--scales", default=None, metavar="1,2,...",
-                   help="the test scales (Table 5, 1..6) to train at; one per step")  # fmt: skip
-    p.add_argument("--offsets", choices=("fine", "coarse"), default=None)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="GLOBAL images per step; without --lr the rate scales linearly")  # fmt: skip
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--momentum", type=float, default=None)
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--workers", type=int, default=None, help="data-loading processes per rank")
+                   help="the test scales (Table 5, 1..6) to train at; one per step (default: "
+                   f"{default('scales')})")  # fmt: skip
+    p.add_argument("--offsets", choices=("fine", "coarse"), default=None,
+                   help=f"(default: {default('offsets')})")  # fmt: skip
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"(default: {default('epochs')})")  # fmt: skip
+    add_batch_size_flag(p, TRAINING, default("batch_size"))
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate at --batch-size (default: the recipe's at its own batch, "
+                   f"{default('lr')}, scaled linearly to --batch-size)")  # fmt: skip
+    p.add_argument("--momentum", type=float, default=None,
+                   help=f"(default: {default('momentum')})")  # fmt: skip
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help=f"(default: {default('weight_decay')})")  # fmt: skip
+    add_workers_flag(p, TRAINING)
     p.add_argument("--resume", default=None, metavar="auto|PATH",
-                   help="'auto': continue from the newest readable checkpoint in --out")  # fmt: skip
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS")
-    p.add_argument("--keep-checkpoints", type=int, default=None)
-    p.add_argument("--log-every", type=int, default=None, metavar="STEPS")
-    p.add_argument("--stop-after-steps", type=int, default=None, metavar="STEPS")
-    p.add_argument("--max-train-samples", type=int, default=None)
-    p.add_argument("--amp", choices=("auto", "bf16", "none"), default=None)
-    add_device_flag(p, None, auto=True, index=False,
-                    help="auto (a GPU when there is one; the default), cpu or cuda")  # fmt: skip
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+                   help="'auto': continue from the newest readable checkpoint in --out "
+                   "(default: start fresh; an existing run is refused)")  # fmt: skip
+    _common_run_flags(p, default)
+    add_amp_flag(p, TRAINING)
+    add_device_flag(p, TRAINING)
+    add_progress_flag(p, None)
 
 
 def _register_spatial(what) -> None:
@@ -203,7 +280,7 @@ def _register_spatial(what) -> None:
         "paper gives no optimiser settings for it: --recipe paper and --recipe toy are named "
         "choices (decision REGRESSOR_RECIPE).",
     )
-    _spatial_arguments(p, "regressor")
+    _spatial_arguments(p, "regressor", _spatial_default("regressor"))
     p.add_argument("--type", dest="kind", choices=("scr", "pcr"), default="scr",
                    help="single-class (one box per window) or per-class regressor")  # fmt: skip
     p.add_argument("--width", type=float, default=None,
@@ -217,10 +294,16 @@ def _register_spatial(what) -> None:
         "window of whole images at the test scales: positives, the most offending and random "
         "negatives per image (decision DETECTOR_RECIPE for the settings the paper omits).",
     )
-    _spatial_arguments(d, "detector")
-    d.add_argument("--negatives-random", type=int, default=None, metavar="K")
-    d.add_argument("--negatives-offending", type=int, default=None, metavar="K")
-    d.add_argument("--dropout", type=float, default=None)
+    default = _spatial_default("detector")
+    _spatial_arguments(d, "detector", default)
+    d.add_argument("--negatives-random", type=int, default=None, metavar="K",
+                   help=f"random background windows per image (default: "
+                   f"{default('negatives_random')})")  # fmt: skip
+    d.add_argument("--negatives-offending", type=int, default=None, metavar="K",
+                   help=f"most offending background windows per image (default: "
+                   f"{default('negatives_offending')})")  # fmt: skip
+    d.add_argument("--dropout", type=float, default=None,
+                   help=f"(default: {default('dropout')})")  # fmt: skip
     d.set_defaults(func=_run_detector, make_config=_detector_config)
 
 

@@ -17,6 +17,7 @@ group starts from them (``init_method="env://"``). A plain ``python -m overfeat 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -56,20 +57,29 @@ def _env_int(name: str, default: int) -> int:
 def init_distributed(device: str = "auto") -> DistEnv:
     """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU), or run alone.
 
-    ``device``: ``"auto"`` takes ``cuda:LOCAL_RANK`` when CUDA exists, else the CPU; ``"cpu"``
-    forces the CPU (and gloo) even on a GPU machine.
+    ``device``: ``"auto"`` takes ``cuda:LOCAL_RANK`` when CUDA exists, else the CPU; ``"cuda"``
+    takes ``cuda:LOCAL_RANK``; ``"cuda:N"`` takes GPU N (one process only: under torchrun each
+    process takes its local rank's GPU); ``"cpu"`` forces the CPU (and gloo) even on a GPU
+    machine.
     """
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
-    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
-    if device not in ("auto", "cuda", "cpu"):
-        raise ValueError(f"device must be auto, cuda or cpu, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
+    index = re.fullmatch(r"cuda:(\d+)", device)
+    if not (device in ("auto", "cuda", "cpu") or index):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {device} asked for, but torch sees no CUDA device")
+    if index and world_size > 1:
+        raise ValueError(
+            f"--device {device}: under torchrun every process takes the GPU of its local rank; "
+            "pass --device cuda (and choose the GPUs with CUDA_VISIBLE_DEVICES)"
+        )
+    use_cuda = torch.cuda.is_available() and device != "cpu"
     if use_cuda:
-        torch.cuda.set_device(local_rank)
-        dev = torch.device("cuda", local_rank)
+        gpu = int(index[1]) if index else local_rank
+        torch.cuda.set_device(gpu)
+        dev = torch.device("cuda", gpu)
     else:
         dev = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():

@@ -22,6 +22,7 @@ from overfeat.data.sampler import ExactEvalSampler
 from overfeat.data.transforms import DEFAULT_NORMALIZATION, NORMALIZATIONS, normalize_uint8
 from overfeat.engine.config import TrainConfig
 from overfeat.engine.distributed import DistEnv, all_reduce_sum, loader_workers
+from overfeat.flags import effective_amp
 
 __all__ = [
     "ErrorMeters",
@@ -102,9 +103,9 @@ def class_scores(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def autocast_for(config: TrainConfig, device: torch.device):
-    """bf16 autocast on CUDA by default (``amp="auto"``); float32 on the CPU unless ``"bf16"``."""
-    use = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
-    if not use:
+    """bf16 autocast on CUDA by default (``amp="auto"``); float32 on the CPU unless ``"bf16"``
+    (:func:`overfeat.flags.effective_amp`, the one meaning of ``--amp``)."""
+    if effective_amp(config.amp, device) != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 

@@ -627,8 +627,10 @@ def _environment(env: DistEnv, train_set) -> dict:
 
 
 def _progress_bar(config: TrainConfig, env: DistEnv, total: int, initial: int, desc: str):
+    """An epoch's progress on process 0: a bar on a terminal, a line per 10% in a log
+    (decision PROGRESS_LOG_LINES)."""
     if not (config.progress and env.is_main):
         return None
-    from tqdm.auto import tqdm
+    from overfeat.progress import progress
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+    return progress(total, desc, unit="step", initial=initial, leave=True)

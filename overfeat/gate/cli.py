@@ -22,6 +22,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from overfeat.flags import GATE, add_device_flag, add_workers_flag
+
 __all__ = ["register"]
 
 
@@ -50,11 +52,12 @@ def register(subparsers) -> None:
         "reports/regression/. Exits 1 naming each metric that regressed.",
     )
     p.add_argument("--suite", action="append", choices=SUITES, default=None, metavar="NAME",
-                   help=f"run this suite only (repeatable): {', '.join(SUITES)}")  # fmt: skip
+                   help=f"run this suite only (repeatable): {', '.join(SUITES)} (default: "
+                   "every suite)")  # fmt: skip
     p.add_argument("--subset", type=Path, default=None, metavar="PATH",
                    help="an ImageNet subset (any layout overfeat.data reads) for the real-image "
                    "suites instead of ../shared/data; it needs baselines of its own "
-                   "(--baselines DIR --update-baselines --measure)")  # fmt: skip
+                   "(--baselines DIR --update-baselines --measure) (default: none)")  # fmt: skip
     p.add_argument("--shared-data", type=Path, default=None, metavar="DIR",
                    help="the folder holding ilsvrc-devkit/, ilsvrc2012-val-mini/, imagenette-10/ "
                    "(default $OVERFEAT_SHARED_DATA or ../shared/data)")  # fmt: skip
@@ -65,9 +68,8 @@ def register(subparsers) -> None:
     p.add_argument("--cache", type=Path, default=Path("runs/regression"), metavar="DIR",
                    help="trained networks and data, reused by configuration; delete it to "
                    "retrain after changing the training engine (default %(default)s)")  # fmt: skip
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    p.add_argument("--workers", type=int, default=1,
-                   help="data-loading processes (speed only; default %(default)s)")  # fmt: skip
+    add_device_flag(p, GATE)
+    add_workers_flag(p, GATE)
     p.add_argument("--update-baselines", action="store_true",
                    help="rewrite the baselines with this run's numbers (on purpose) and print "
                    "what changed; tolerances are kept unless --measure is given")  # fmt: skip

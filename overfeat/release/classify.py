@@ -22,10 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from evaluation.labels import ClassLabels
-from overfeat.flags import add_device_flag, add_meta_flag
+from overfeat.flags import (
+    CLASSIFY,
+    add_batch_size_flag,
+    add_deprecated_alias,
+    add_device_flag,
+    add_meta_flag,
+)
+from overfeat.progress import progress
 from overfeat.release.classes import release_names
 from overfeat.release.resize import fill_size, imagemagick_resize
 from overfeat.release.weights import (
@@ -150,7 +156,7 @@ def release_top_classes(
 def _top_k(text: str) -> int:
     k = int(text)
     if not 1 <= k <= 1000:
-        raise argparse.ArgumentTypeError(f"--top must be between 1 and 1000, got {k}")
+        raise argparse.ArgumentTypeError(f"--top-classes must be between 1 and 1000, got {k}")
     return k
 
 
@@ -177,19 +183,20 @@ def register(subparsers) -> None:
         choices=sorted(RELEASE_FILE_NAMES),
         help="network (default: fast, the release's default, or the file's size for a file)",
     )
-    p.add_argument("--top", type=_top_k, default=5, metavar="K", help="classes to print (5)")
-    add_meta_flag(
-        p,
-        help="the devkit's meta.mat / meta_clsloc.mat: print class names (default: ILSVRC2012_ID)",
-    )
+    # Decision FLAG_NAMES_SAY_WHAT: "--top" alone did not say top what; localize's --top-k was a
+    # different number (classes per scale). The old spelling still works, with a notice.
+    p.add_argument("--top-classes", type=_top_k, default=5, metavar="K",
+                   help="the K most probable classes printed per image")  # fmt: skip
+    add_deprecated_alias(p, "--top", "--top-classes")
+    add_meta_flag(p, use="print its class names", absent="print ILSVRC2012_IDs")
     p.add_argument(
         "--softmax",
         choices=("release", "exact"),
         default="release",
         help="release: the binary's approximate exp (default); exact: torch.softmax",
     )
-    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per forward")
-    add_device_flag(p, "cpu", help="cpu or cuda[:N] (default cpu)")
+    add_batch_size_flag(p, CLASSIFY)
+    add_device_flag(p, CLASSIFY)
     # Width-scaled networks in the release layout, for tests and demos without the real files.
     p.add_argument("--width", type=float, default=1.0, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -198,6 +205,29 @@ def register(subparsers) -> None:
 def _chunks(items: Sequence[str], n: int):
     for i in range(0, len(items), n):
         yield items[i : i + n]
+
+
+def _classify_batch(net, batch, names, args, several: bool, bar) -> int:
+    """Print the top classes of each image of ``batch``; → how many could not be read."""
+    paths, inputs, skipped = [], [], 0
+    for path in batch:
+        try:
+            inputs.append(release_preprocess(read_image(path)))
+            paths.append(path)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            skipped += 1
+            bar.write(f"overfeat classify: skipped {path}: {exc}")
+    if not inputs:
+        return skipped
+    probs, outputs = release_top_classes(
+        net, torch.stack(inputs).to(args.device), args.top_classes, args.softmax
+    )
+    for path, p_row, o_row in zip(paths, probs.tolist(), outputs.tolist()):
+        if several:
+            print(path)
+        for p, o in zip(p_row, o_row):
+            print(f"{names[o]} {p:.6g}")
+    return skipped
 
 
 def run(args: argparse.Namespace) -> int:
@@ -218,27 +248,12 @@ def run(args: argparse.Namespace) -> int:
     several = len(args.images) > 1
     skipped = 0
     batches = list(_chunks(args.images, max(1, args.batch_size)))
-    for batch in tqdm(
-        batches, desc="classify", unit="batch", disable=len(batches) < 2, file=sys.stderr
-    ):
-        paths, inputs = [], []
-        for path in batch:
-            try:
-                inputs.append(release_preprocess(read_image(path)))
-                paths.append(path)
-            except (OSError, ValueError, Image.DecompressionBombError) as exc:
-                skipped += 1
-                print(f"overfeat classify: skipped {path}: {exc}", file=sys.stderr)
-        if not inputs:
-            continue
-        probs, outputs = release_top_classes(
-            net, torch.stack(inputs).to(args.device), args.top, args.softmax
-        )
-        for path, p_row, o_row in zip(paths, probs.tolist(), outputs.tolist()):
-            if several:
-                print(path)
-            for p, o in zip(p_row, o_row):
-                print(f"{names[o]} {p:.6g}")
+    # A bar on a terminal, a line per 10% in a log (decision PROGRESS_LOG_LINES); stdout keeps
+    # the class lines only.
+    with progress(len(batches), "classify", len(batches) > 1, unit="batch") as bar:
+        for batch in batches:
+            skipped += _classify_batch(net, batch, names, args, several, bar)
+            bar.update()
     if skipped:
         print(
             f"overfeat classify: {skipped} of {len(args.images)} image(s) skipped (unreadable)",

@@ -30,9 +30,24 @@ import shlex
 import sys
 from pathlib import Path
 
-from overfeat.flags import add_device_flag, add_devkit_flag, add_meta_flag
+from overfeat.flags import (
+    EVALUATION,
+    add_amp_flag,
+    add_batch_size_flag,
+    add_data_flag,
+    add_device_flag,
+    add_devkit_flag,
+    add_meta_flag,
+    add_progress_flag,
+    add_workers_flag,
+    effective_amp,
+)
 
 __all__ = ["ALL_ARTIFACTS", "register"]
+
+
+# What a reproduction runs on without --data (decision EMBEDDED_DEFAULT).
+_EMBEDDED = "the embedded synthetic set, written under --cache, and networks trained on it"
 
 
 def _rows(text: str) -> tuple[str, ...]:
@@ -53,35 +68,38 @@ def _members(text: str) -> dict[str, int]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--reports", default="reports", help="where reports go (default reports/)")
+    p.add_argument("--reports", default="reports", metavar="DIR",
+                   help="where reports go, relative to the current folder (default: reports)")
     p.add_argument("--readme", default=None, metavar="README.md",
-                   help="also rewrite this README's generated blocks")  # fmt: skip
+                   help="also rewrite this README's generated blocks (default: none)")  # fmt: skip
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:
     """The flags of every reproduction that runs networks (read back by :func:`_options`)."""
-    p.add_argument("--cache", default="runs/reproduce",
-                   help="work folder: data, trained networks, finished rows")  # fmt: skip
-    add_device_flag(p, "cpu", help="cpu or cuda[:N]")
+    p.add_argument("--cache", default="runs/reproduce", metavar="DIR",
+                   help="work folder (data, trained networks, finished rows), relative to the "
+                   "current folder (default: runs/reproduce)")  # fmt: skip
+    add_device_flag(p, EVALUATION)
     add_devkit_flag(p)
-    p.add_argument("--batch-size", type=int, default=8, help="images per batch")
-    p.add_argument("--workers", type=int, default=2, help="decoding processes")
-    p.add_argument("--amp", choices=("none", "bf16"), default="none",
-                   help="bf16 autocast (CUDA); default float32")  # fmt: skip
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_batch_size_flag(p, EVALUATION)
+    add_workers_flag(p, EVALUATION)
+    add_amp_flag(p, EVALUATION)
+    add_progress_flag(p)
 
 
 def _train_flag(p: argparse.ArgumentParser, what: str = "what is missing") -> None:
     """``--train FLAGS...``: train ``what`` first, every later flag going to the trainer."""
     p.add_argument("--train", nargs=argparse.REMAINDER, default=None, metavar="TRAIN_FLAGS",
                    help=f"train {what} first; every flag after it goes to 'overfeat train "
-                   "classifier' (put it last)")  # fmt: skip
+                   "classifier' (put it last) (default: nothing is trained but the embedded "
+                   "default's networks)")  # fmt: skip
 
 
 def _options(args: argparse.Namespace):
     from overfeat.reproduce.runner import RunOptions
 
-    return RunOptions(args.device, args.batch_size, args.workers, args.amp, args.progress)
+    amp = effective_amp(args.amp, args.device)  # what ran, as the rows' keys and reports say
+    return RunOptions(args.device, args.batch_size, args.workers, amp, args.progress)
 
 
 def register(subparsers) -> None:
@@ -89,7 +107,10 @@ def register(subparsers) -> None:
         "reproduce",
         help="regenerate the paper's tables into reports/",
         description="Regenerate one of the paper's artifacts into reports/<artifact>/ (CSV, "
-        "JSON, Markdown, PNG) with the paper's numbers beside it.",
+        "JSON, Markdown, PNG) with the paper's numbers beside it. A reproduction runs on the "
+        "CPU in float32, 8 images per batch, unless told otherwise (--device, --amp, "
+        "--batch-size); reports/ and its work folder runs/reproduce/ are relative to the "
+        "current folder (--reports, --cache).",
     )
     what = rep.add_subparsers(dest="artifact", required=True, metavar="ARTIFACT")
 
@@ -100,24 +121,26 @@ def register(subparsers) -> None:
         "the ILSVRC harness. With no --data: the embedded default (synthetic data, toy networks "
         "trained here). Finished rows are reused: rerun the same command to continue.",
     )
-    t2.add_argument("--data", default=None, help="ILSVRC-layout root; its validation split is scored")
+    add_data_flag(t2, "its validation split is scored", absent=_EMBEDDED)
     t2.add_argument("--limit", type=int, default=None, metavar="N",
-                    help="only the first N validation images in file-name order")  # fmt: skip
+                    help="only the first N validation images in file-name order (default: all)")
     t2.add_argument("--every", type=int, default=1, metavar="K",
                     help="only every K-th validation image in file-name order (a spread sample)")  # fmt: skip
-    t2.add_argument("--rows", type=_rows, default=(), metavar="T2-2,T2-7", help="only these rows")
+    t2.add_argument("--rows", type=_rows, default=(), metavar="T2-2,T2-7",
+                    help="only these rows (default: every row)")  # fmt: skip
     t2.add_argument("--release-weights", default=None, metavar="DIR",
-                    help="the released networks (net_weight_0 fast, net_weight_1 accurate)")  # fmt: skip
-    add_meta_flag(t2, help="the devkit's meta.mat: the released networks' class order (optional: "
-                  "it ships with the package); the validation ground truth beside it labels a "
-                  "flat val/")  # fmt: skip
+                    help="the released networks (net_weight_0 fast, net_weight_1 accurate) "
+                    "(default: none)")  # fmt: skip
+    add_meta_flag(t2, use="the released networks' class order; the validation ground truth "
+                  "beside it labels a flat val/", absent="the class order shipped with the "
+                  "package")  # fmt: skip
     t2.add_argument("--checkpoints", nargs="+", default=(), metavar="ARCH=RUN[,RUN...]",
                     help="networks trained with 'overfeat train classifier'; several runs of "
-                    "one kind make the ensembles of rows 8-9")  # fmt: skip
+                    "one kind make the ensembles of rows 8-9 (default: none)")  # fmt: skip
     t2.add_argument("--members", type=_members, default=None, metavar="N|fast=N,accurate=M",
                     help="networks per kind to train with --train (default 7, the paper's; "
                     "embedded default 2)")  # fmt: skip
-    t2.add_argument("--name", default=None, help="the report's name (default from the sources)")
+    t2.add_argument("--name", default=None, help="the report's name (default: from the sources)")
     _run_flags(t2)
     _common(t2)
     _train_flag(t2, "the missing networks")
@@ -132,21 +155,23 @@ def register(subparsers) -> None:
         "validation images that have boxes. With no --data: the embedded default (synthetic "
         "data; the fast toy classifier of Table 2's default and its regressors, trained here).",
     )
-    f9.add_argument("--data", default=None, help="ILSVRC-layout root with validation boxes")
+    add_data_flag(f9, "its validation images with boxes are localized", absent=_EMBEDDED)
     f9.add_argument("--limit", type=int, default=None, metavar="N",
-                    help="only the first N boxed validation images in file-name order")  # fmt: skip
+                    help="only the first N boxed validation images in file-name order (default: "
+                    "all)")  # fmt: skip
     f9.add_argument("--every", type=int, default=1, metavar="K",
                     help="only every K-th boxed validation image in file-name order")  # fmt: skip
-    f9.add_argument("--rows", type=_rows, default=(), metavar="F9-1,SCR-..", help="only these rows")
+    f9.add_argument("--rows", type=_rows, default=(), metavar="F9-1,SCR-..",
+                    help="only these rows (default: every row)")  # fmt: skip
     f9.add_argument("--arch", choices=("fast", "accurate"), default="fast",
                     help="the classifier --train trains (default fast)")  # fmt: skip
     f9.add_argument("--checkpoints", nargs="+", default=(), metavar="KIND=RUN",
                     help="classifier=RUN (overfeat train classifier), scr=RUN and pcr=RUN "
-                    "(overfeat train regressor on that classifier)")  # fmt: skip
+                    "(overfeat train regressor on that classifier) (default: none)")  # fmt: skip
     f9.add_argument("--regressor-args", default="", metavar="'FLAGS'",
-                    help="flags for 'overfeat train regressor' when a regressor is trained "
-                    "(one quoted string; embedded default: --recipe toy)")  # fmt: skip
-    f9.add_argument("--name", default=None, help="the report's name (default from the sources)")
+                    help="flags for 'overfeat train regressor' when a regressor is trained, "
+                    "one quoted string (default: none; embedded default: --recipe toy)")  # fmt: skip
+    f9.add_argument("--name", default=None, help="the report's name (default: from the sources)")
     _run_flags(f9)
     _common(f9)
     _train_flag(f9)
@@ -161,17 +186,20 @@ def register(subparsers) -> None:
         "(synthetic DET images; the fast toy classifier of Table 2's default fine-tuned with a "
         "background class, and a regressor on it, trained here).",
     )
-    det.add_argument("--data", default=None, help="root with ILSVRC/Data/DET/val and its XMLs")
+    add_data_flag(det, "its DET validation images (ILSVRC/Data/DET/val and its XMLs)",
+                  absent=_EMBEDDED)  # fmt: skip
     det.add_argument("--limit", type=int, default=None, metavar="N",
-                     help="only the first N DET validation images")  # fmt: skip
+                     help="only the first N DET validation images (default: all)")  # fmt: skip
     det.add_argument("--checkpoints", nargs="+", default=(), metavar="KIND=RUN",
                      help="classifier=RUN, detector=RUN (overfeat train detector), regressor=RUN "
-                     "(overfeat train regressor on the detector)")  # fmt: skip
+                     "(overfeat train regressor on the detector) (default: none)")  # fmt: skip
     det.add_argument("--detector-args", default="", metavar="'FLAGS'",
-                     help="flags for 'overfeat train detector' (embedded default: --recipe toy)")
+                     help="flags for 'overfeat train detector' (default: none; embedded "
+                     "default: --recipe toy)")  # fmt: skip
     det.add_argument("--regressor-args", default="", metavar="'FLAGS'",
-                     help="flags for 'overfeat train regressor' (embedded default: --recipe toy)")
-    det.add_argument("--name", default=None, help="the report's name (default from the data)")
+                     help="flags for 'overfeat train regressor' (default: none; embedded "
+                     "default: --recipe toy)")  # fmt: skip
+    det.add_argument("--name", default=None, help="the report's name (default: from the data)")
     _run_flags(det)
     _common(det)
     _train_flag(det)
@@ -192,12 +220,14 @@ def register(subparsers) -> None:
         "(no boxes, no DET images, no networks) is listed as not run, with the reason, and the "
         "command exits 1 after running the others.",
     )
-    every.add_argument("--data", default=None, help="ILSVRC-layout root for every artifact")
+    add_data_flag(every, "every artifact's images", absent=_EMBEDDED)
     every.add_argument("--limit", type=int, default=None, metavar="N",
-                       help="only the first N validation images of each artifact")  # fmt: skip
+                       help="only the first N validation images of each artifact (default: all)")
     every.add_argument("--release-weights", default=None, metavar="DIR",
-                       help="Table 2's released networks (see 'reproduce table2 --help')")  # fmt: skip
-    add_meta_flag(every, help="Table 2's --meta (see 'reproduce table2 --help')")
+                       help="Table 2's released networks (see 'reproduce table2 --help') "
+                       "(default: none)")  # fmt: skip
+    add_meta_flag(every, use="Table 2's --meta (see 'reproduce table2 --help')",
+                  absent="the class order shipped with the package")  # fmt: skip
     _run_flags(every)
     _common(every)
     _train_flag(every)

@@ -1,5 +1,5 @@
-"""Moved to :mod:`overfeat.progress` (inference and the reproductions share it); this name stays
-for code that imports it from here."""
+"""Moved to :mod:`overfeat.progress`, which the training engine and the data tools share; these
+names stay importable from here."""
 
 from overfeat.progress import LOG_EVERY_PERCENT, Progress, progress
 

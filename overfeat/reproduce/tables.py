@@ -144,5 +144,6 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "geometry", help="print Tables 4 and 5 recomputed from the layer arithmetic"
     )
-    p.add_argument("--arch", nargs="+", choices=sorted(ARCHS), default=["fast", "accurate"])
+    p.add_argument("--arch", nargs="+", choices=sorted(ARCHS), default=["fast", "accurate"],
+                   help="the networks whose tables are printed (default: fast accurate)")  # fmt: skip
     p.set_defaults(func=_run_geometry)
