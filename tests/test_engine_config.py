@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+import torch
 from test_engine_support import TinyImages, tiny_config
 
 from overfeat.cli import build_parser
@@ -49,7 +52,9 @@ def test_unknown_or_invalid_settings_are_named():
 def test_cli_builds_the_paper_recipe_and_scales_lr_linearly_with_the_global_batch():
     parse = build_parser().parse_args
     paper = build_config(parse(["train", "classifier", "--data", "D"]))
-    assert paper == TrainConfig(data="D")
+    # --device auto is resolved before the run (FLAGS_CHECKED_BEFORE_RUN): CUDA when present.
+    here = "cuda" if torch.cuda.is_available() else "cpu"
+    assert paper == replace(TrainConfig(data="D"), device=here)
     big = build_config(parse(["train", "classifier", "--data", "D", "--batch-size", "1024"]))
     assert big.lr == pytest.approx(0.4)  # 5e-2 × 1024 / 128 (decision LINEAR_LR_SCALING)
     given = build_config(

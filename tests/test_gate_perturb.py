@@ -331,15 +331,21 @@ def test_new_baseline_tolerances_match_the_rule_worked_by_hand(tmp_path):
     m = new["metrics"]
     tolerance = {name: entry["tolerance"] for name, entry in m.items()}
     assert tolerance == pytest.approx({
-        "detector train loss": 0.00075, "T2-2 top-1 error": 0.12, "T2-3 top-1 error": 0.12,
+        "detector train loss": 0.00075, "T2-2 top-1 error": 0.12,
         "true-class score": 0.0037, "devkit error": 0.0,
     }, rel=1e-12)  # fmt: skip
+    # T2-3's group tolerance 0.12 is more than a quarter of its distance from 0 (0.30 / 4 =
+    # 0.075; no chance value given): recorded as not gated, with why (GATE_TOLERANCE_SHARE).
+    # T2-2's 0.12 is within 0.52 / 4 = 0.13.
+    assert set(new["dropped"]) == {"T2-3 top-1 error"}
+    assert new["dropped"]["T2-3 top-1 error"]["tolerance"] == pytest.approx(0.12)
+    assert "exceeds 0.25 of its distance 0.3 from chance" in new["dropped"]["T2-3 top-1 error"]["reason"]
     assert m["detector train loss"]["baseline"] == 1.49951  # the first perturbation's value
     assert m["detector train loss"]["measurement"]["values_by_perturbation"] == {
         "default-2t": 1.49951, "default-1t": 1.49964, "avx2-1t": 1.49976,
     }  # fmt: skip
-    assert m["T2-3 top-1 error"]["measurement"]["spread"] == 0.0
-    assert m["T2-3 top-1 error"]["measurement"]["group_spread"] == pytest.approx(0.04)
+    dropped = new["dropped"]["T2-3 top-1 error"]["measurement"]
+    assert dropped["spread"] == 0.0 and dropped["group_spread"] == pytest.approx(0.04)
     assert m["devkit error"]["measurement"]["rule"] == "0 (exact)"
     assert new["recorded"]["perturbations"] == info
 
@@ -347,7 +353,8 @@ def test_new_baseline_tolerances_match_the_rule_worked_by_hand(tmp_path):
     readme = render_baselines_readme(tmp_path).read_text()
     assert "| avx2-1t |  |  | AVX2 |  |" in readme
     assert "| metric | direction | baseline | default-2t | default-1t | avx2-1t | spread |" in readme
-    assert "| T2-3 top-1 error | lower_is_better | 0.3 | 0.3 | 0.3 | 0.3 | 0 | 0.04 | 0.12 |" in readme
+    assert "| T2-2 top-1 error | lower_is_better | 0.52 | 0.52 | 0.5 | 0.54 | 0.04 | 0.04 | 0.12 |" in readme
+    assert "Not gated: **T2-3 top-1 error** (default-2t: 0.3 / default-1t: 0.3 / avx2-1t: 0.3)" in readme
 
 
 def test_new_baseline_refuses_an_exact_metric_that_varied():
@@ -395,3 +402,16 @@ def test_harness_measured_under_default_and_avx2_kernels_in_own_processes(devkit
         assert any(line.startswith(f"[{name}] done in ") for line in printed)
         assert any(line.startswith(f"[{name}] [harness] ") for line in printed)
     assert "| avx2-1t | 1 |" in (tmp_path / "baselines" / "README.md").read_text()
+
+
+def test_a_metric_recorded_as_not_gated_is_not_judged(tmp_path):
+    from overfeat.gate.baselines import compare, write_baseline
+
+    runs = _results({"T2-2 top-1 error": (0.52, 0.50, 0.54), "T2-3 top-1 error": (0.30, 0.30, 0.30)})
+    # Not measured anew: the dropped metric keeps being dropped, whatever its value now.
+    base = new_baseline(runs["default-2t"], None, runs, "c", None)
+    write_baseline(tmp_path, base)
+    again = new_baseline(runs["default-1t"], base, None, "c")
+    assert set(again["dropped"]) == {"T2-3 top-1 error"}
+    rows = compare(runs["avx2-1t"], tmp_path)
+    assert [(r.metric, r.status) for r in rows] == [("T2-2 top-1 error", "ok")]
