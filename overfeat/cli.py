@@ -18,6 +18,7 @@ COMMANDS: tuple[str, ...] = (
     "overfeat.engine.cli",  # train
     "overfeat.data.synthetic",  # make-synthetic
     "overfeat.release.classify",  # classify
+    "overfeat.release.importer",  # import-release
     "overfeat.reproduce.tables",  # geometry
     "overfeat.reproduce.cli",  # reproduce
     "overfeat.gate.cli",  # regression

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "add_release_weights_flag",
     "AMP_CHOICES",
     "CLASSIFY",
     "EVALUATION",
@@ -335,6 +336,15 @@ def add_meta_flag(p: argparse.ArgumentParser, use: str, absent: str) -> None:
             check_meta(args.meta)
 
     _record(p, "meta", check)
+
+
+# ---------------------------------------------------------------------------- --release-weights
+def add_release_weights_flag(p: argparse.ArgumentParser, use: str = "") -> None:
+    """``--release-weights DIR``: the released networks, one definition for every reproduction
+    that takes them (``use``: what this command does with them)."""
+    p.add_argument("--release-weights", default=None, metavar="DIR",
+                   help="the released networks (net_weight_0 fast, net_weight_1 accurate)"
+                   f"{': ' + use if use else ''} (default: none)")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ --devkit

@@ -324,7 +324,7 @@ def _localize_networks(args, classes, protocol):
             raise _Refused("--box-source regressor needs --regressor RUN (a run of 'overfeat train "
                            "regressor'); or use --box-source window")  # fmt: skip
         load_regressor = _engine("regressor", "load_regressor", "--regressor")
-        regressor = load_regressor(args.regressor, classifier=model).eval()
+        regressor = load_regressor(args.regressor, classifier=model, classifier_label=label).eval()
         check_regressor(model, regressor)
         reg_label = f"{getattr(regressor, 'kind', 'scr')} regressor {args.regressor}"
     elif args.regressor is not None:
@@ -531,7 +531,8 @@ def _run_detect(args) -> int:
                     raise _Refused("--box-source regressor needs --regressor RUN (trained on the "
                                    "detector); or use --box-source window")  # fmt: skip
                 load_regressor = _engine("regressor", "load_regressor", "--regressor")
-                regressor = load_regressor(args.regressor, classifier=model).eval()
+                regressor = load_regressor(args.regressor, classifier=model,
+                                           classifier_label=label).eval()  # fmt: skip
                 _check_detection_regressor(model, regressor, check_regressor)
             networks = {"detector": label, "background": background,
                         "regressor": str(args.regressor) if regressor is not None else None}  # fmt: skip

@@ -30,6 +30,7 @@ KIND = {
     "overfeat train regressor": TRAINING,
     "overfeat train detector": TRAINING,
     "overfeat classify": CLASSIFY,
+    "overfeat import-release": CLASSIFY,  # reads the released files, as classify does
     "overfeat localize": EVALUATION,
     "overfeat detect": EVALUATION,
     "overfeat reproduce table2": EVALUATION,

@@ -268,8 +268,10 @@ def test_load_regressor_refuses_a_classifier_of_another_shape(uninterrupted):
                         (build_model("fast", CLASSES + 1, TOY_WIDTH), "num_classes")):  # fmt: skip
         with pytest.raises(ValueError, match=rf"{out}: the classifier given does not match.*{word}"):
             load_regressor(out, other)
-    with pytest.warns(UserWarning, match="other layer 1–5 weights"):
-        load_regressor(out, build_model("fast", CLASSES, TOY_WIDTH))
+    # Same shape, other weights: refused, naming the regressor run, its classifier and the fix.
+    with pytest.raises(ValueError, match=rf"regressor run {out} was trained on the layers 1–5 of "
+                       r".*\(a fresh network\) has other layer 1–5 weights.*overfeat train regressor"):  # fmt: skip
+        load_regressor(out, build_model("fast", CLASSES, TOY_WIDTH), "a fresh network")
 
 
 def test_loading_from_a_folder_without_a_regressor_names_the_folder_and_the_fix(tmp_path):

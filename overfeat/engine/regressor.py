@@ -351,12 +351,17 @@ def load_classifier_of(run_dir: str | os.PathLike) -> nn.Module:
     return _network(cstate)
 
 
-def load_regressor(run_dir: str | os.PathLike, classifier: nn.Module | None = None) -> BoxRegressor:
+def load_regressor(
+    run_dir: str | os.PathLike,
+    classifier: nn.Module | None = None,
+    classifier_label: str | None = None,
+) -> BoxRegressor:
     """The trained regressor of ``run_dir`` (its newest readable checkpoint), in eval mode.
 
     ``classifier``: the network whose layers 1–5 it will read (default: the one it was trained
     on, :func:`load_classifier_of`). A network of another architecture, width or class count
-    than the training one is a ``ValueError``; the same shape with other weights a warning.
+    than the training one is a ``ValueError``, and so is the same shape with other layer 1–5
+    weights (decision REGRESSOR_FEATURES_REFUSED); ``classifier_label`` names it in the message.
     """
     path, state = _regressor_state(run_dir)
     if classifier is None:
@@ -376,10 +381,17 @@ def load_regressor(run_dir: str | os.PathLike, classifier: nn.Module | None = No
         )
     digest = state.get("classifier_features_sha256")
     if digest is not None and isinstance(classifier, OverFeat) and features_digest(classifier) != digest:
-        warnings.warn(
-            f"{run_dir}: the classifier given has other layer 1–5 weights than the one the "
-            "regressor was trained on; its boxes will be off",
-            stacklevel=2,
+        # Decision REGRESSOR_FEATURES_REFUSED: a regressor reads layer-5 maps; on other layers
+        # 1–5 (a released network, another run of the same shape) its boxes are those of a
+        # network it never saw, so they are refused rather than reported with a warning.
+        given = f" ({classifier_label})" if classifier_label else ""
+        raise ValueError(
+            f"regressor run {run_dir} was trained on the layers 1–5 of "
+            f"{state['classifier_run']}/{state['classifier_checkpoint']}; the classifier "
+            f"given{given} has other layer 1–5 weights, so the regressor's boxes would not fit "
+            "it. Pass the classifier it was trained on, or train a regressor on this one: "
+            "'overfeat train regressor --classifier RUN --data DIR --out NEW_RUN' (for the "
+            "released networks, make RUN with 'overfeat import-release DIR --out RUN')"
         )
     cfg = state["regressor_config"]
     reg = BoxRegressor(classifier.spec, cfg["kind"], int(cfg["num_classes"]), float(cfg["width"]))

@@ -39,6 +39,7 @@ from overfeat.flags import (
     add_devkit_flag,
     add_meta_flag,
     add_progress_flag,
+    add_release_weights_flag,
     add_workers_flag,
     effective_amp,
 )
@@ -128,9 +129,7 @@ def register(subparsers) -> None:
                     help="only every K-th validation image in file-name order (a spread sample)")  # fmt: skip
     t2.add_argument("--rows", type=_rows, default=(), metavar="T2-2,T2-7",
                     help="only these rows (default: every row)")  # fmt: skip
-    t2.add_argument("--release-weights", default=None, metavar="DIR",
-                    help="the released networks (net_weight_0 fast, net_weight_1 accurate) "
-                    "(default: none)")  # fmt: skip
+    add_release_weights_flag(t2)
     add_meta_flag(t2, use="the released networks' class order; the validation ground truth "
                   "beside it labels a flat val/", absent="the class order shipped with the "
                   "package")  # fmt: skip
@@ -168,6 +167,11 @@ def register(subparsers) -> None:
     f9.add_argument("--checkpoints", nargs="+", default=(), metavar="KIND=RUN",
                     help="classifier=RUN (overfeat train classifier), scr=RUN and pcr=RUN "
                     "(overfeat train regressor on that classifier) (default: none)")  # fmt: skip
+    add_release_weights_flag(f9, use="the classifier (the --arch one), imported once as a run "
+                             "('overfeat import-release'); the missing regressors are trained on "
+                             "it with --regressor-args")  # fmt: skip
+    add_meta_flag(f9, use="the released networks' class order",
+                  absent="the class order shipped with the package")  # fmt: skip
     f9.add_argument("--regressor-args", default="", metavar="'FLAGS'",
                     help="flags for 'overfeat train regressor' when a regressor is trained, "
                     "one quoted string (default: none; embedded default: --recipe toy)")  # fmt: skip
@@ -193,6 +197,12 @@ def register(subparsers) -> None:
     det.add_argument("--checkpoints", nargs="+", default=(), metavar="KIND=RUN",
                      help="classifier=RUN, detector=RUN (overfeat train detector), regressor=RUN "
                      "(overfeat train regressor on the detector) (default: none)")  # fmt: skip
+    add_release_weights_flag(det, use="the classifier (the fast one when DIR holds both), "
+                             "imported once as a run ('overfeat import-release'); the detector "
+                             "and its regressor are trained on it with --detector-args and "
+                             "--regressor-args")  # fmt: skip
+    add_meta_flag(det, use="the released networks' class order",
+                  absent="the class order shipped with the package")  # fmt: skip
     det.add_argument("--detector-args", default="", metavar="'FLAGS'",
                      help="flags for 'overfeat train detector' (default: none; embedded "
                      "default: --recipe toy)")  # fmt: skip
@@ -316,6 +326,8 @@ def _run_figure9(args: argparse.Namespace) -> int:
         rows=args.rows,
         arch=args.arch,
         checkpoints=tuple(args.checkpoints),
+        release_weights=args.release_weights,
+        meta=args.meta,
         train=args.train is not None,
         train_args=tuple(args.train or ()),
         regressor_args=tuple(shlex.split(args.regressor_args)),
@@ -335,6 +347,8 @@ def _run_detection(args: argparse.Namespace) -> int:
         data=args.data,
         limit=args.limit,
         checkpoints=tuple(args.checkpoints),
+        release_weights=args.release_weights,
+        meta=args.meta,
         train=args.train is not None,
         train_args=tuple(args.train or ()),
         detector_args=tuple(shlex.split(args.detector_args)),

@@ -36,7 +36,12 @@ from overfeat.reproduce.embedded import (
     synthetic_command,
 )
 from overfeat.reproduce.figure9 import EMBEDDED_REGRESSOR_ARGS, train_regressor_cached
-from overfeat.reproduce.networks import SourceError, train_missing, train_spatial_cached
+from overfeat.reproduce.networks import (
+    SourceError,
+    imported_release_run,
+    train_missing,
+    train_spatial_cached,
+)
 from overfeat.reproduce.runner import RunOptions, write_run
 
 __all__ = [
@@ -77,6 +82,8 @@ class DetectionRequest:
     data: str | None = None
     limit: int | None = None
     checkpoints: tuple[str, ...] = ()  # classifier=RUN detector=RUN regressor=RUN
+    release_weights: str | None = None
+    meta: str | None = None
     train: bool = False
     train_args: tuple[str, ...] = ()
     detector_args: tuple[str, ...] = ()
@@ -139,6 +146,16 @@ def _resolve(request: DetectionRequest):
         raise SourceError(f"--data {data}: no DET validation image")
     runs = _parse(request.checkpoints)
     cache = Path(request.cache) / "train" / data.name
+    if request.release_weights is not None:
+        if "classifier" in runs:
+            raise SourceError("--release-weights and --checkpoints classifier=RUN both name the "
+                              "classifier; pass one")  # fmt: skip
+        runs["classifier"], label = imported_release_run(
+            request.release_weights, None, request.meta, classes, Path(request.cache)
+        )
+        # The release has no detector: it is fine-tuned here from the imported run (§5).
+        train = True
+        notes.append(f"Classifier: the {label}, imported by `overfeat import-release`.")
     if "detector" not in runs:
         if not train:
             raise SourceError("--data needs networks: --checkpoints detector=RUN regressor=RUN, "
@@ -226,7 +243,9 @@ def reproduce_detection(request: DetectionRequest) -> Path:
     data, desc, samples, xml_dir, classes, runs, notes, objects = _resolve(request)
     try:
         model, background = load_detector(runs["detector"])
-        regressor = load_regressor(runs["regressor"], classifier=model) if "regressor" in runs else None
+        regressor = (load_regressor(runs["regressor"], classifier=model,
+                                    classifier_label=f"detector {runs['detector']}")
+                     if "regressor" in runs else None)  # fmt: skip
     except ValueError as exc:
         raise SourceError(f"--checkpoints: {exc}") from None
     if model.num_classes != len(classes) + 1:

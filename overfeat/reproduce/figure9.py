@@ -38,7 +38,12 @@ from overfeat.reproduce.embedded import (
     embedded_data,
     synthetic_command,
 )
-from overfeat.reproduce.networks import SourceError, train_missing, train_spatial_cached
+from overfeat.reproduce.networks import (
+    SourceError,
+    imported_release_run,
+    train_missing,
+    train_spatial_cached,
+)
 from overfeat.reproduce.runner import RunOptions, write_run
 
 __all__ = [
@@ -136,6 +141,8 @@ class Figure9Request:
     rows: tuple[str, ...] = ()
     arch: str = "fast"
     checkpoints: tuple[str, ...] = ()  # classifier=RUN scr=RUN pcr=RUN
+    release_weights: str | None = None
+    meta: str | None = None
     train: bool = False
     train_args: tuple[str, ...] = ()  # the classifier's flags
     regressor_args: tuple[str, ...] = ()
@@ -201,6 +208,17 @@ def _resolve(request: Figure9Request):
         raise SourceError(f"--data {data}: {exc}") from None
     runs = parse_runs(request.checkpoints)
     cache = Path(request.cache) / "train" / data.name
+    if request.release_weights is not None:
+        if "classifier" in runs:
+            raise SourceError("--release-weights and --checkpoints classifier=RUN both name the "
+                              "classifier; pass one")  # fmt: skip
+        runs["classifier"], label = imported_release_run(
+            request.release_weights, request.arch, request.meta, classes, Path(request.cache)
+        )
+        # The released networks come with no regressor: the missing ones are trained on the
+        # imported run (§4.2: on the classifier's own layers 1–5).
+        train = True
+        notes.append(f"Classifier: the {label}, imported by `overfeat import-release`.")
     if "classifier" not in runs:
         if not train:
             raise SourceError("--data needs networks: --checkpoints classifier=RUN scr=RUN pcr=RUN, "
@@ -256,7 +274,7 @@ def _networks(runs: dict[str, Path], classes, hashes: FileHashes):
         if kind not in runs:
             continue
         try:
-            reg = load_regressor(runs[kind], classifier=model).eval()
+            reg = load_regressor(runs[kind], classifier=model, classifier_label=ref.label).eval()
             check_regressor(model, reg)
         except ValueError as exc:
             raise SourceError(f"--checkpoints {kind}={runs[kind]}: {exc}") from None
@@ -325,7 +343,8 @@ def _run_name(request: Figure9Request) -> str:
         return request.name
     if request.data is None:
         return "embedded-default"
-    name = f"{Path(request.data).name}-{'checkpoints' if request.checkpoints else 'trained'}"
+    source = "release" if request.release_weights else "checkpoints" if request.checkpoints else "trained"
+    name = f"{Path(request.data).name}-{source}"
     name += f"-every{request.every}" if request.every > 1 else ""
     return name + (f"-first{request.limit}" if request.limit else "")
 

@@ -5,7 +5,9 @@ inference commands use them too; :class:`NetworkRef`, :class:`SourceError`,
 :func:`from_checkpoints`, :func:`from_release` are re-exported here). This module adds
 :func:`train_missing`: train what is missing with the training engine, cached by configuration
 under one folder, so a second call reuses finished runs and resumes unfinished ones; and
-:func:`train_spatial_cached`, the same for regressors and detectors.
+:func:`train_spatial_cached`, the same for regressors and detectors; and
+:func:`imported_release_run`: a released network written once as a classifier run
+(:mod:`overfeat.release.importer`), for regressors and detectors to start from.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "config_key",
     "from_checkpoints",
     "from_release",
+    "imported_release_run",
     "parse_checkpoints",
     "train_config",
     "train_missing",
@@ -141,3 +144,31 @@ def train_spatial_cached(what: str, classifier: Path, data: Path, args: Sequence
         print(f"training the {name.split('-')[0]} into {run}", flush=True)
         train(replace(probe, out=str(run)), resume="auto")
     return run
+
+
+# ----------------------------------------------------------------------------- released weights
+
+
+def imported_release_run(weights: str | Path, arch: str | None, meta: str | Path | None,
+                         classes: Sequence[str], cache: Path) -> tuple[Path, str]:  # fmt: skip
+    """The released ``arch`` network of ``weights`` as a classifier run under ``cache`` →
+    ``(run folder, label)``; imported once, then reused (keyed by the weight file's and the
+    class order's content, so a replaced file or another ``--meta`` is imported anew)."""
+    from overfeat.data.class_order import class_order_path
+    from overfeat.engine.checkpoint import find_latest_valid
+    from overfeat.release.importer import import_release
+    from overfeat.reproduce.content import FileHashes
+
+    refs = from_release(weights, classes, meta)  # checks the files and the data set's classes
+    # Without an architecture, the release's own default, the fast network, when it is there.
+    arch = arch or ("fast" if "fast" in refs else next(iter(refs)))
+    if arch not in refs:
+        raise SourceError(f"--release-weights {weights}: no {arch} network there")
+    path = refs[arch][0].files[0]
+    hashes = FileHashes(cache / "sha256.json")
+    digest = hashes.sha256(path)
+    order = hashes.sha256(meta if meta is not None else class_order_path())
+    run = cache / "release" / f"{arch}-{digest[:16]}-{order[:8]}"
+    if find_latest_valid(run) is None:
+        import_release(path, arch, run, meta, sha256=digest)
+    return run, f"released {arch} network ({path.name}, sha256 {digest[:12]})"
