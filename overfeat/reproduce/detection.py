@@ -2,7 +2,9 @@
 
 ``reproduce_detection`` resolves a DET data set and the networks (a detector, i.e. a classifier
 fine-tuned with a background class, and a regressor trained on its features: trained runs given
-with ``--checkpoints``, or trained here and cached, as the embedded default does), runs
+with ``--checkpoints``, or trained here and cached, as the embedded default does, from a trained
+classifier or from the released network imported as a classifier run with ``--release-weights``),
+runs
 :func:`overfeat.detect.detect_dataset` over the DET validation images, scores the submission
 with the harness (:func:`overfeat.detect.score_detections`, the devkit's ``eval_detection.m``
 rules) and writes ``reports/detection/<run>.csv`` and ``<run>.json``; :mod:`evaluation.render`

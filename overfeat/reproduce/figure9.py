@@ -2,7 +2,8 @@
 
 ``reproduce_figure9`` resolves the data and the networks (a classifier and its single-class and
 per-class regressors: trained runs given with ``--checkpoints``, or trained here and cached, as
-the embedded default does), localizes the validation images that have boxes under each bar's
+the embedded default does; or the released network, imported as a classifier run with
+:func:`~overfeat.reproduce.networks.imported_release_run`, with regressors trained on it), localizes the validation images that have boxes under each bar's
 protocol (:func:`overfeat.localize.localize_dataset`), scores the devkit submission with the
 harness (:func:`evaluation.tasks.evaluate_localization_files`), and writes
 ``reports/figure9/<run>.csv`` (the source of truth) and ``<run>.json``; :mod:`evaluation.render`
