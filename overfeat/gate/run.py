@@ -182,7 +182,9 @@ def _update(
             rows.append(Row(suite, name, entry["direction"],
                             None if before is None else before["baseline"],
                             entry["baseline"], entry["tolerance"], status))  # fmt: skip
-        for name in sorted(set(old_metrics) - set(new["metrics"])):
+        for name, entry in new.get("dropped", {}).items():
+            out(f"  {name}: not gated: {entry['reason']}")
+        for name in sorted(set(old_metrics) - set(new["metrics"]) - set(new.get("dropped", {}))):
             out(f"  {name}: dropped (no longer measured)")
     return rows
 
