@@ -117,16 +117,7 @@ def register(subparsers) -> None:
     p.add_argument("--recipe", choices=("paper", "toy"), default="paper",
                    help="the settings every flag below defaults to: §3.1's, or the CPU-sized "
                    "toy recipe (decision TOY_RECIPE)")  # fmt: skip
-    p.add_argument("--epochs", type=int, default=None,
-                   help=f"(default: {_classifier_default('epochs')})")  # fmt: skip
-    add_batch_size_flag(p, TRAINING, _classifier_default("batch_size"))
-    p.add_argument("--lr", type=float, default=None,
-                   help="learning rate at --batch-size (default: the recipe's at its own batch, "
-                   f"{_classifier_default('lr')}, scaled linearly to --batch-size)")  # fmt: skip
-    p.add_argument("--momentum", type=float, default=None,
-                   help=f"(default: {_classifier_default('momentum')})")  # fmt: skip
-    p.add_argument("--weight-decay", type=float, default=None,
-                   help=f"(default: {_classifier_default('weight_decay')})")  # fmt: skip
+    _sgd_flags(p, _classifier_default)
     p.add_argument("--dropout", type=float, default=None,
                    help=f"(default: {_classifier_default('dropout')})")  # fmt: skip
     p.add_argument("--init", choices=("normal", "he"), default=None,
@@ -235,6 +226,20 @@ def _run_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sgd_flags(p: argparse.ArgumentParser, default) -> None:
+    """§3.1's SGD settings, each defaulting to the recipe's (``default(field)`` says which)."""
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"(default: {default('epochs')})")  # fmt: skip
+    add_batch_size_flag(p, TRAINING, default("batch_size"))
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate at --batch-size (default: the recipe's at its own batch, "
+                   f"{default('lr')}, scaled linearly to --batch-size)")  # fmt: skip
+    p.add_argument("--momentum", type=float, default=None,
+                   help=f"(default: {default('momentum')})")  # fmt: skip
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help=f"(default: {default('weight_decay')})")  # fmt: skip
+
+
 def _spatial_arguments(p: argparse.ArgumentParser, what: str, default) -> None:
     """The flags the regressor and the detector share (overfeat.engine.spatial); ``default``:
     a field's default as the run's recipes set it (:func:`_recipe_default`)."""
@@ -250,16 +255,7 @@ def _spatial_arguments(p: argparse.ArgumentParser, what: str, default) -> None:
                    f"{default('scales')})")  # fmt: skip
     p.add_argument("--offsets", choices=("fine", "coarse"), default=None,
                    help=f"(default: {default('offsets')})")  # fmt: skip
-    p.add_argument("--epochs", type=int, default=None,
-                   help=f"(default: {default('epochs')})")  # fmt: skip
-    add_batch_size_flag(p, TRAINING, default("batch_size"))
-    p.add_argument("--lr", type=float, default=None,
-                   help="learning rate at --batch-size (default: the recipe's at its own batch, "
-                   f"{default('lr')}, scaled linearly to --batch-size)")  # fmt: skip
-    p.add_argument("--momentum", type=float, default=None,
-                   help=f"(default: {default('momentum')})")  # fmt: skip
-    p.add_argument("--weight-decay", type=float, default=None,
-                   help=f"(default: {default('weight_decay')})")  # fmt: skip
+    _sgd_flags(p, default)
     add_workers_flag(p, TRAINING)
     p.add_argument("--resume", default=None, metavar="auto|PATH",
                    help="'auto': continue from the newest readable checkpoint in --out "
