@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -39,6 +41,7 @@ from overfeat.data.boxed import (
 from overfeat.data.sampler import epoch_permutation
 from overfeat.dense import dense_scores, window_boxes
 from overfeat.engine.checkpoint import REQUIRED_KEYS, find_latest_valid
+from overfeat.engine.det_classes import det_class_layer
 from overfeat.engine.distributed import DistEnv
 from overfeat.engine.spatial import (
     SpatialBatch,
@@ -61,6 +64,7 @@ __all__ = [
     "POSITIVE_MIN_COVER",
     "POSITIVE_MIN_INSIDE",
     "DenseScores",
+    "DetClasses",
     "DetectorConfig",
     "DetectorTask",
     "choose_windows",
@@ -261,13 +265,29 @@ class DenseScores(nn.Module):
         return dense_scores(self.model, x, self.offsets)
 
 
+class DetClasses(NamedTuple):
+    """A detector in the DET label space: ``cls_wnids`` the classifier's C classes in output
+    order, ``det_wnids`` the D DET classes in output order, ``mapping`` each DET class → the
+    classes it covers (:func:`evaluation.hierarchy.det_class_cover`)."""
+
+    cls_wnids: Sequence[str]
+    det_wnids: Sequence[str]
+    mapping: Mapping[str, Sequence[str]]
+
+
 def _last_layer(model: OverFeat) -> nn.Conv2d:
     return [m for m in model.classifier if isinstance(m, nn.Conv2d)][-1]
 
 
-def detector_network(cstate: dict, dropout: float, seed: int) -> OverFeat:
+def detector_network(
+    cstate: dict, dropout: float, seed: int, det_classes: DetClasses | None = None
+) -> OverFeat:
     """The classifier of checkpoint ``cstate`` with one more output, the background class at
-    index C (DETECTOR_BACKGROUND_INIT), every other weight the classifier's."""
+    index C (DETECTOR_BACKGROUND_INIT), every other weight the classifier's.
+
+    ``det_classes``: the classifier's classes, the D DET classes and what each covers
+    (:class:`DetClasses`): the class layer is then :func:`det_class_layer`'s, D DET classes and
+    background at index D; the rest of the network is the same."""
     cfg = dict(cstate["model_config"])
     c = int(cfg["num_classes"])
     model = build_model(**(cfg | {"num_classes": c + 1}))
@@ -286,6 +306,14 @@ def detector_network(cstate: dict, dropout: float, seed: int) -> OverFeat:
             weights[name] = value
     weights[w_name][c] = torch.randn(weights[w_name][c].shape, generator=g) * BACKGROUND_INIT_STD
     weights[b_name][c] = 0.0
+    if det_classes is not None:
+        model = build_model(**(cfg | {"num_classes": len(det_classes.det_wnids) + 1}))
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = dropout
+        weights[w_name], weights[b_name] = det_class_layer(
+            weights[w_name], weights[b_name], *det_classes
+        )
     model.load_state_dict(weights)
     return model
 
