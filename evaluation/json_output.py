@@ -13,7 +13,7 @@ import math
 import sys
 from pathlib import Path
 
-__all__ = ["JSON_HELP", "STDOUT", "console", "write_json"]
+__all__ = ["JSON_HELP", "STDOUT", "console", "nan_as_null", "write_json"]
 
 STDOUT = "-"
 JSON_HELP = (
@@ -21,13 +21,15 @@ JSON_HELP = (
 )
 
 
-def _clean(value):
+def nan_as_null(value):
+    """``value`` with every NaN float, at any depth of dicts and lists, as ``None``: JSON has no
+    NaN (a class without positives has AP NaN)."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: nan_as_null(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [nan_as_null(v) for v in value]
     return value
 
 
@@ -40,7 +42,7 @@ def write_json(path: str | Path | None, data: dict) -> None:
     """``data`` as JSON to ``path``, standard output for ``-``; nothing when ``path`` is empty."""
     if not path:
         return
-    text = json.dumps(_clean(data), indent=2) + "\n"
+    text = json.dumps(nan_as_null(data), indent=2) + "\n"
     if str(path) == STDOUT:
         sys.stdout.write(text)
         sys.stdout.flush()

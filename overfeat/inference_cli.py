@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -241,16 +240,10 @@ def _time_split(seconds: float, times, workers: int) -> tuple[str, dict]:
 
 
 def _write_record(path: Path, record: dict) -> None:
-    def clean(v):
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
+    from evaluation.json_output import nan_as_null
 
-    path.write_text(json.dumps(clean(record), indent=2, default=str) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(nan_as_null(record), indent=2, default=str) + "\n",
+                    encoding="utf-8")  # fmt: skip
 
 
 def _refusal(command: str, exc: Exception) -> int:

@@ -241,7 +241,17 @@ def test_code_fault_fails_the_metrics_it_names(fault, request, monkeypatch):
 def test_every_code_fault_patches_a_seam_that_exists(fault, monkeypatch):
     """A seam renamed or moved would make a fault patch nothing (monkeypatch refuses a name the
     module does not have), and the slow test above would then blame the gate."""
-    fault.inject(monkeypatch.setattr)
+    patched = []
+
+    def patch(owner, name, value):
+        before = getattr(owner, name)  # AttributeError for a seam that is gone
+        monkeypatch.setattr(owner, name, value)
+        patched.append((owner, name, before, value))
+
+    fault.inject(patch)
+    assert patched, f"{fault.name} patches nothing"
+    for owner, name, before, value in patched:
+        assert getattr(owner, name) is value and value is not before, f"{fault.name}: {name}"
 
 
 @pytest.mark.slow

@@ -257,7 +257,10 @@ def _shift_val_boxes(root: Path) -> None:
 
     from evaluation.annotations import Annotation
 
-    sizes = {p.stem: Image.open(p).size for p in _val_images(root)}
+    sizes = {}
+    for p in _val_images(root):
+        with Image.open(p) as im:
+            sizes[p.stem] = im.size
 
     def moved(a):
         w = sizes.get(a.image, (a.width, a.height))[0]
