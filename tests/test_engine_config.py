@@ -35,6 +35,33 @@ def test_learning_rate_is_halved_after_each_milestone_epoch(tmp_path):
     assert TrainConfig().to_dict()["lr_milestones"] == [30, 50, 60, 70, 80]
 
 
+def test_toy_recipe_halves_at_the_papers_fractions_of_any_run_length():
+    # Decision TOY_SCHEDULE, hand-worked: §3.1's milestones 30, 50, 60, 70, 80 of 90 epochs
+    # (1/3, 5/9, 2/3, 7/9, 8/9). 6 epochs: 2.0, 3.33, 4.0, 4.67, 5.33 → 2, 3, 4, 5, 5;
+    # 20 epochs: 6.67, 11.1, 13.3, 15.6, 17.8 → 7, 11, 13, 16, 18.
+    assert recipe("toy", epochs=6).lr_milestones == (2, 3, 4, 5, 5)
+    assert recipe("toy").lr_milestones == (7, 11, 13, 16, 18)
+    # A 2-epoch run still halves inside the run; explicit milestones win; the paper's stay.
+    assert recipe("toy", epochs=2).lr_milestones == (1, 1, 1, 1, 1)
+    assert recipe("toy", epochs=6, lr_milestones=(12, 16)).lr_milestones == (12, 16)
+    assert recipe("paper", epochs=10).lr_milestones == (30, 50, 60, 70, 80)
+    args = build_parser().parse_args(
+        ["train", "classifier", "--data", "d", "--recipe", "toy", "--lr-milestones", "3,5"])
+    assert build_config(args).lr_milestones == (3, 5)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "classifier", "--data", "d", "--lr-milestones", "5,3"])
+
+
+def test_toy_schedule_ends_the_embedded_default_at_1_32_of_its_rate(tmp_path):
+    # Five halvings inside a 6-epoch run: the last epoch runs at lr / 2^5 (MultiStepLR counts the
+    # repeated milestone 5 twice).
+    milestones = recipe("toy", epochs=6).lr_milestones
+    config = tiny_config(tmp_path, epochs=6, lr=0.02, lr_milestones=milestones)
+    train_classifier(config, train_set=TinyImages(8), val_set=None, collate_fn=collate_skip_corrupt)
+    logged = [r["lr"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert logged == pytest.approx([0.02, 0.02, 0.01, 0.005, 0.0025, 0.02 / 32])
+
+
 def test_config_round_trips_through_plain_values():
     c = recipe("toy", arch="accurate", width=0.25, seed=3)
     d = c.to_dict()

@@ -118,6 +118,10 @@ def register(subparsers) -> None:
                    help="the settings every flag below defaults to: §3.1's, or the CPU-sized "
                    "toy recipe (decision TOY_RECIPE)")  # fmt: skip
     _sgd_flags(p, _classifier_default)
+    p.add_argument("--lr-milestones", type=_milestones, default=None, metavar="E,E,...",
+                   help="epochs after which the rate is halved (default: the paper's 30,50,60,"
+                   "70,80; the toy recipe: the same fractions of --epochs, decision "
+                   "TOY_SCHEDULE)")  # fmt: skip
     p.add_argument("--dropout", type=float, default=None,
                    help=f"(default: {_classifier_default('dropout')})")  # fmt: skip
     p.add_argument("--init", choices=("normal", "he"), default=None,
@@ -174,8 +178,20 @@ def register(subparsers) -> None:
     r.set_defaults(func=_run_report)
 
 
+def _milestones(text: str) -> tuple[int, ...]:
+    """``--lr-milestones 2,3,4``: non-decreasing epoch numbers ≥ 1."""
+    try:
+        epochs = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give epochs as E,E,... e.g. 30,50,60") from None
+    if any(e < 1 for e in epochs) or list(epochs) != sorted(epochs):
+        raise argparse.ArgumentTypeError(f"{text!r}: epochs must be ≥ 1 and in increasing order")
+    return epochs
+
+
 _FIELDS = (
-    "data", "out", "arch", "width", "epochs", "batch_size", "lr", "momentum", "weight_decay",
+    "data", "out", "arch", "width", "epochs", "lr_milestones", "batch_size", "lr", "momentum",
+    "weight_decay",
     "dropout", "init", "init_std", "workers", "eval_batch_size", "seed", "checkpoint_every",
     "keep_checkpoints", "log_every", "stop_after_steps", "max_train_samples", "max_val_samples",
     "compile", "amp", "channels_last", "device", "progress", "warmup_epochs", "deterministic",
