@@ -16,6 +16,8 @@ import pandas as pd
 
 __all__ = [
     "FULL_VALIDATION_IMAGES",
+    "DETECTION_DIRECTIONS",
+    "FIGURE9_BASELINE_DIRECTIONS",
     "FIGURE9_DIRECTIONS",
     "TABLE2_DIRECTIONS",
     "comparability",
@@ -49,6 +51,22 @@ FIGURE9_DIRECTIONS: tuple[tuple[str, str, str], ...] = (
     ("PCR vs SCR (3 scales)", "F9-6", "F9-2"),
 )
 FIGURE9_METRICS = ("top5_loc",)
+
+# What the paper claims without a number for it, as (name, candidate, baseline, sign of
+# candidate − baseline the claim predicts). §4's regressor is there to beat the boxes a
+# classifier has without one (each window's own, the whole image): lower top-5 localization
+# error at every number of scales; and a detector must clear random boxes, with the regressor's
+# boxes above its windows' (§5: higher mAP).
+FIGURE9_BASELINE_DIRECTIONS: tuple[tuple[str, str, str, int], ...] = tuple(
+    (f"SCR vs {what} ({n} scale{'s' if n > 1 else ''})", f"F9-{5 - n}", f"{source}-{n}", -1)
+    for n in (1, 2, 3, 4)
+    for source, what in (("WINDOW", "window boxes"), ("IMAGE", "whole image"))
+)
+DETECTION_DIRECTIONS: tuple[tuple[str, str, str, int], ...] = (
+    ("regressor vs window boxes", "DET-REG", "DET-WIN", 1),
+    ("window boxes vs random boxes", "DET-WIN", "DET-RANDOM", 1),
+    ("regressor vs random boxes", "DET-REG", "DET-RANDOM", 1),
+)
 
 
 def comparability(data: str, images: int, classes: int, full_size_networks: bool) -> str:

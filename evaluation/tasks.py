@@ -32,12 +32,14 @@ import numpy as np
 
 from evaluation import formats
 from evaluation.annotations import Annotation, read_loc_solution_csv, read_xml_dir
+from evaluation.boxes import inclusive_overlap
 from evaluation.clsloc import (
     MAX_GUESSES,
     NO_GUESS,
     ClsLocResult,
     classification_errors,
     localization_errors,
+    localization_hits,
 )
 from evaluation.detection import DetResult, evaluate_detection
 from evaluation.labels import ClassLabels, DetLabels
@@ -51,6 +53,7 @@ __all__ = [
     "ClsLocGroundTruth",
     "evaluate_classification_files",
     "evaluate_localization_files",
+    "localization_outcomes_files",
     "DetGroundTruth",
     "load_det_ground_truth",
     "evaluate_detection_files",
@@ -410,6 +413,31 @@ def evaluate_localization_files(
         "subset": subset,
     }
     return result, extra
+
+
+def localization_outcomes_files(
+    gt: str | Path, pred: str | Path, synsets: str | Path | None = None
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Per-image CLS-LOC outcomes of a submission, read as :func:`evaluate_localization_files`
+    reads it (no blacklist): ``(images (N,), hit (N, 5) bool, first-guess IoU (N,))``. ``hit``
+    is :func:`evaluation.clsloc.localization_hits`: top-k localization is right when any of the
+    first k columns is. Decision FIRST_GUESS_IOU: the first guess's box against the image's
+    ground-truth boxes of the image's label, the best of them, whether or not its class guess is
+    right (it measures the box); 0 where the boxes do not overlap."""
+    files = _read_clsloc_ground_truth(gt, None, synsets)
+    labels, boxes, _ = _read_clsloc_submission(files, gt, pred, devkit_ids=False, with_boxes=True)
+    truth = files.truth
+    hit = localization_hits(truth.labels, truth.box_image, truth.box_labels, truth.boxes, labels,
+                            boxes)  # fmt: skip
+    n = len(truth.images)
+    first = np.asarray(boxes, dtype=np.float64).reshape(n, -1, 4)[:, 0]
+    own = np.asarray(truth.box_labels) == truth.labels[truth.box_image]
+    img = truth.box_image[own]
+    ov = inclusive_overlap(first[img], np.asarray(truth.boxes, np.float64)[own])
+    ov = np.nan_to_num(np.maximum(ov, 0.0), nan=0.0)  # no box (no guess): no overlap
+    iou = np.zeros(n)
+    np.maximum.at(iou, img, ov)
+    return truth.images, hit, iou
 
 
 @dataclass(frozen=True)

@@ -333,6 +333,27 @@ def reproduce_detection(request: DetectionRequest) -> Path:
         "class_names": class_names(data, classes),
         "rows": records,
     }
-    csv_path = write_run(request.reports, "detection", name, frame, meta)
+    outcomes = _outcomes(records, xml_dir, names, labels, work)
+    csv_path = write_run(request.reports, "detection", name, frame, meta, outcomes)
     print(f"Detection written to {csv_path} in {time.perf_counter() - started:.0f} s", flush=True)
     return csv_path
+
+
+def _outcomes(records: dict, xml_dir, names, det_labels, work: Path) -> pd.DataFrame | None:
+    """Per-image outcomes of the rows that ran (:mod:`evaluation.outcomes`): each row's
+    detections matched or not, read back from its scored submission, and the objects of each
+    class per image, so that mAP can be resampled by image; saved in ``work`` as
+    ``outcomes.csv.gz``."""
+    from evaluation.outcomes import detection_outcomes, detection_table, write_outcomes
+
+    rows, positives = {}, None
+    for row, record in records.items():
+        pred = Path(record.get("submission", ""))
+        if not pred.is_file():
+            continue
+        rows[row], positives = detection_outcomes(row, pred, xml_dir, names, det_labels)
+    if not rows:
+        return None
+    frame = detection_table(names, positives, rows)
+    write_outcomes(work / "outcomes.csv.gz", frame)
+    return frame

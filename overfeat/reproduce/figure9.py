@@ -307,16 +307,47 @@ def score_localization(result, classes, boxes, work: Path, key: str) -> dict:
     return scores
 
 
+def _row_key(row: Figure9Row, labels, samples) -> str:
+    """The file stem of a bar's saved record and devkit files, keyed by everything it uses."""
+    reg_key = labels.get(f"{row.regression}_key", "") if row.regression != "none" else ""
+    key_src = json.dumps([row.protocol().to_dict(), labels["classifier_key"], reg_key,
+                          [p for p, _ in samples]], sort_keys=True)  # fmt: skip
+    return f"{row.row}-{hashlib.sha256(key_src.encode()).hexdigest()[:12]}"
+
+
+def _outcomes(rows: list[Figure9Row], labels, samples, work: Path) -> pd.DataFrame | None:
+    """Per-image outcomes of the bars that ran (:mod:`evaluation.outcomes`), read back from
+    each bar's scored devkit files in ``work``; saved there as ``outcomes.csv.gz``."""
+    from evaluation.outcomes import write_outcomes
+    from evaluation.tasks import localization_outcomes_files
+
+    columns: dict[str, object] = {}
+    for row in rows:
+        key = _row_key(row, labels, samples)
+        files = [work / f"{key}{s}" for s in (".gt.csv", ".loc.txt", ".synsets.txt")]
+        if not all(f.is_file() for f in files):
+            continue
+        images, hit, iou = localization_outcomes_files(*files)
+        if "image" in columns and list(columns["image"]) != list(images):
+            continue
+        columns["image"] = list(images)
+        columns |= {f"{row.row}:top1_loc_wrong": (~hit[:, 0]).astype(int),
+                    f"{row.row}:top5_loc_wrong": (~hit.any(axis=1)).astype(int),
+                    f"{row.row}:iou": np.round(iou, 3)}  # fmt: skip
+    if not columns:
+        return None
+    frame = pd.DataFrame(columns)
+    write_outcomes(work / "outcomes.csv.gz", frame)
+    return frame
+
+
 def _run_row(row: Figure9Row, model, regressors, labels, samples, classes, boxes, work: Path,
              options: RunOptions) -> dict:  # fmt: skip
     """One bar's scores, computed once and saved under ``work`` (keyed by everything it uses)."""
     from overfeat.localize import localize_dataset
 
     protocol = row.protocol()
-    reg_key = labels.get(f"{row.regression}_key", "") if row.regression != "none" else ""
-    key_src = json.dumps([protocol.to_dict(), labels["classifier_key"], reg_key,
-                          [p for p, _ in samples]], sort_keys=True)  # fmt: skip
-    key = f"{row.row}-{hashlib.sha256(key_src.encode()).hexdigest()[:12]}"
+    key = _row_key(row, labels, samples)
     saved = work / f"{key}.json"
     if saved.is_file():
         return json.loads(saved.read_text(encoding="utf-8")) | {"reused": True}
@@ -415,6 +446,8 @@ def reproduce_figure9(request: Figure9Request) -> Path:
         "notes": notes,
         "rows": {row: {k: v for k, v in r.items() if k != "reused"} for row, r in records.items()},
     }
-    csv_path = write_run(request.reports, "figure9", name, frame, meta)
+    ran = [r for r in rows if r.row in records]
+    csv_path = write_run(request.reports, "figure9", name, frame, meta,
+                         _outcomes(ran, labels, samples, work))  # fmt: skip
     print(f"Figure 9 written to {csv_path} in {time.perf_counter() - started:.0f} s", flush=True)
     return csv_path

@@ -49,6 +49,7 @@ __all__ = [
     "finished_row",
     "protocol_summary",
     "row_identity",
+    "row_outcomes",
     "run_row",
     "validation_samples",
     "write_ground_truth",
@@ -260,6 +261,31 @@ def run_row(
     return record | {"reused": False}
 
 
+def row_outcomes(
+    work: Path, identity: RowIdentity, samples: Sequence[tuple[str, int]]
+) -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[np.ndarray, np.ndarray]]] | None:
+    """A finished row's per-image outcomes, read back from its saved class vectors: ``((top1_wrong,
+    top5_wrong), [(top1_wrong, top5_wrong) of each member])``, ``(N,)`` bool each, scored as
+    :func:`run_row` scores the row (the members' mean, top 5 by a stable descending sort; an
+    undecodable image is wrong); None when the vectors are no longer in ``work``."""
+    from evaluation.outcomes import classification_outcomes
+
+    vec_dir = work / "vectors"
+    paths = [vec_dir / f"{k}.npy" for k in identity.member_keys]
+    mask_path = vec_dir / f"{identity.data}.decoded.npy"
+    if not mask_path.is_file() or not all(p.is_file() for p in paths):
+        return None
+    decoded = np.load(mask_path)
+    labels = np.array([label for _, label in samples], dtype=np.int64)
+    vectors = [np.load(p) for p in paths]
+
+    def flags(v):
+        return classification_outcomes(labels, np.argsort(-v, axis=1, kind="stable")[:, :5], decoded)
+
+    members = [flags(v) for v in vectors] if len(vectors) > 1 else []
+    return flags(np.mean(vectors, axis=0)), members
+
+
 def _save_npy(path: Path, array: np.ndarray) -> None:
     """Write atomically: a run killed mid-write leaves no half file to reuse."""
     tmp = path.with_name(path.name + ".tmp")
@@ -268,13 +294,24 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def write_run(reports: str | Path, artifact: str, run: str, frame, meta: dict) -> Path:
+def write_run(reports: str | Path, artifact: str, run: str, frame, meta: dict,
+              outcomes=None) -> Path:  # fmt: skip
     """Write one reproduction's source of truth: ``reports/<artifact>/<run>.csv`` (the table,
-    ``frame``) and ``<run>.json`` (``meta`` after its artifact and run names), which
-    :func:`evaluation.render.read_run` reads back → the CSV's path."""
+    ``frame``), ``<run>.json`` (``meta`` after its artifact and run names), which
+    :func:`evaluation.render.read_run` reads back, and with ``outcomes`` (a table of
+    :mod:`evaluation.outcomes`) ``<run>.outcomes.csv.gz``, from which the CSV's interval columns
+    (:func:`evaluation.uncertainty.with_intervals`) are computed → the CSV's path."""
+    from evaluation.outcomes import outcomes_path, write_outcomes
+    from evaluation.uncertainty import with_intervals
+
     out = Path(reports) / artifact
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / f"{run}.csv"
+    if outcomes is not None:
+        write_outcomes(outcomes_path(csv_path), outcomes)
+        frame = with_intervals(artifact, frame, outcomes)
+    else:
+        outcomes_path(csv_path).unlink(missing_ok=True)  # a stale file must not outlive its run
     frame.to_csv(csv_path, index=False)
     text = json.dumps({"artifact": artifact, "run": run, **meta}, indent=2) + "\n"
     csv_path.with_suffix(".json").write_text(text, encoding="utf-8")

@@ -46,6 +46,7 @@ from overfeat.reproduce.runner import (
     finished_row,
     protocol_summary,
     row_identity,
+    row_outcomes,
     run_row,
     validation_samples,
     write_run,
@@ -197,7 +198,7 @@ def reproduce_table2(request: Table2Request) -> Path:
     paper = table2_rows()
     full_size = all(ref.full_size for refs in networks.values() for ref in refs)
     comparable = comparability(data.name, len(samples), len(classes), full_size)
-    records, table, earlier = {}, [], []
+    records, table, earlier, identities = {}, [], [], {}
     for row in ("T2-1", *TABLE2_PROTOCOLS):
         p = paper[row]
         entry = dict.fromkeys(COLUMNS, "")
@@ -226,6 +227,7 @@ def reproduce_table2(request: Table2Request) -> Path:
                 table.append(entry | {"members": 0, "note": why})
                 continue
             record = run_row(row, protocol, members, samples, work, request.options, hashes)
+            identities[row] = row_identity(row, protocol, members, samples, request.options, hashes)
         else:
             # Decision RUN_MERGES_FINISHED_ROWS: a row this invocation did not ask for is in
             # the report when the run finished it before for these very images and networks.
@@ -233,6 +235,7 @@ def reproduce_table2(request: Table2Request) -> Path:
             if members:
                 identity = row_identity(row, protocol, members, samples, request.options, hashes)
                 record = finished_row(work, row, identity)
+                identities[row] = identity
             if record is None:
                 continue
             record |= {"reused": True}
@@ -280,9 +283,44 @@ def reproduce_table2(request: Table2Request) -> Path:
         "rows_from_earlier_invocations": earlier,
         "rows": {row: {k: v for k, v in r.items() if k != "reused"} for row, r in records.items()},
     }
-    csv_path = write_run(request.reports, "table2", name, frame, meta)
+    outcomes = _outcomes(work, samples, records, identities)
+    csv_path = write_run(request.reports, "table2", name, frame, meta, outcomes)
     print(f"Table 2 written to {csv_path} in {time.perf_counter() - started:.0f} s", flush=True)
     return csv_path
+
+
+def _outcomes(work: Path, samples, records: dict, identities: dict) -> pd.DataFrame | None:
+    """The run's per-image outcomes (:mod:`evaluation.outcomes`), rows in the report only, read
+    back from the saved class vectors and merged with the run folder's earlier file (decision
+    RUN_MERGES_FINISHED_ROWS: a row an earlier invocation finished keeps its outcomes); the
+    merged table is saved in the run folder as ``outcomes.csv.gz``."""
+    from dataclasses import replace
+
+    from evaluation.outcomes import merge_outcomes, read_outcomes, write_outcomes
+
+    columns = {"image": [Path(p).stem for p, _ in samples]}
+    for row in records:
+        found = row_outcomes(work, identities[row], samples)
+        if found is None:
+            continue
+        (top1, top5), members = found
+        columns |= {f"{row}:top1_wrong": top1.astype(int), f"{row}:top5_wrong": top5.astype(int)}
+        # Decision SEED_SPREAD_FROM_ENSEMBLE_MEMBERS: an ensemble's members, each scored under
+        # the single-network protocol, are the seed spread of the single-network row that runs
+        # that protocol (T2-8's members for T2-4, T2-9's for T2-7); they cost nothing more.
+        single = replace(TABLE2_PROTOCOLS[row], models=1)
+        for other, protocol in TABLE2_PROTOCOLS.items():
+            if protocol == single and members:
+                for k, (m1, m5) in enumerate(members):
+                    columns |= {f"{other}@m{k}:top1_wrong": m1.astype(int),
+                                f"{other}@m{k}:top5_wrong": m5.astype(int)}  # fmt: skip
+    merged = merge_outcomes(read_outcomes(work / "outcomes.csv.gz"), pd.DataFrame(columns))
+    kept = [c for c in merged.columns if c == "image" or c.split(":")[0].split("@")[0] in records]
+    merged = merged[kept]
+    if len(kept) == 1:
+        return None
+    write_outcomes(work / "outcomes.csv.gz", merged)
+    return merged
 
 
 def _environment(options: RunOptions) -> str:
