@@ -21,11 +21,12 @@ The files, one table each (CSV, gzip with ``mtime=0`` so the bytes depend on the
   ``matched`` an object, ``eval_detection.m``'s rule). Detections are in the devkit's order
   (class, descending score, ties by image-list then file order), which is what AP reads.
 
-Decision DETECTION_OUTCOMES_TRIMMED: a class's detections ranked below its last true positive
-are left out of the file. Precision after the last true positive only falls, so they never
-enter the precision envelope, on the images as they are or on any resample of them (a resample
-keeps the order and holds no true positive the full list ranks lower); leaving them out keeps a
-report's file a few KB where a detector emits 100 boxes per image.
+Decision DETECTION_OUTCOMES_TRIMMED: a class's detections scored below its last true positive
+are left out of the file (scores are kept at full precision, so that ties stay ties). Precision
+after the last true positive only falls, so they never enter the precision envelope, on the
+images as they are or on any resample of them (a resample holds no true positive scored lower,
+and a lower score comes after every copy of a higher one); leaving them out keeps a report's
+file a few KB where a detector emits 100 boxes per image.
 """
 
 from __future__ import annotations
@@ -145,10 +146,10 @@ def detection_outcomes(row: str, pred: str | Path, xml_dir: str | Path, names, d
         where = np.flatnonzero(label == c)
         hits = where[tp[where]]
         if len(hits):
-            keep[where[0] : hits[-1] + 1] = True
+            keep[where] = conf[where] >= conf[hits[-1]]
     detections = pd.DataFrame({
         "kind": "detection", "row": row, "image": [names[i] for i in image[keep]],
-        "class": label[keep], "score": np.round(conf[keep], 6), "matched": tp[keep].astype(int),
+        "class": label[keep], "score": conf[keep], "matched": tp[keep].astype(int),
         "positives": "",
     })  # fmt: skip
     pairs, counts = np.unique(np.stack([truth.box_image, truth.box_labels], 1), axis=0,

@@ -85,17 +85,20 @@ def _flags(outcomes: pd.DataFrame, column: str) -> np.ndarray | None:
 
 
 class MetricByImage:
-    """A row's mAP recomputed from the images at any index array, repeats included, as the
-    devkit would score the resampled image list: ``statistic(indices: (n,) int) -> float``.
+    """A row's mAP recomputed from the images at any index array, repeats included:
+    ``statistic(indices: (n,) int) -> float``.
 
-    ``positives: (I, C)`` objects per image and class; the row's detections in the devkit's
-    order (:mod:`evaluation.outcomes`), ``image: (D,)``, ``label: (D,)``, ``matched: (D,)``. An
-    image drawn twice brings its detections twice, each matched as before (matching never
-    crosses images), placed beside each other in the order."""
+    ``positives: (I, C)`` objects per image and class; the row's detections ``image: (D,)``,
+    ``label: (D,)``, ``score: (D,)``, ``matched: (D,)``. A resample is scored as the devkit
+    scores the list of the images drawn in their original order, an image drawn k times standing
+    there k times in a row, each copy with its detections matched as before (matching never
+    crosses images): ties in score fall to the image, then the copy, then the file order."""
 
-    def __init__(self, positives: np.ndarray, image: np.ndarray, label: np.ndarray, matched):
+    def __init__(self, positives: np.ndarray, image: np.ndarray, label: np.ndarray, score,
+                 matched):  # fmt: skip
         self.positives = positives
         self.image, self.label = image, label
+        self.score = np.asarray(score, dtype=np.float64)
         self.matched = np.asarray(matched, dtype=bool)
         self.n = positives.shape[0]
 
@@ -104,9 +107,10 @@ class MetricByImage:
         npos = weight @ self.positives
         repeat = weight[self.image]
         keep = np.repeat(np.arange(len(self.image)), repeat)
-        order = np.arange(len(keep), dtype=np.float64)
-        # Descending "confidence" = the stored order; ties never arise.
-        ap = average_precision(self.label[keep], -order, self.matched[keep], order, npos)
+        copy = np.arange(len(keep)) - np.repeat(np.cumsum(repeat) - repeat, repeat)
+        tie = np.empty(len(keep), dtype=np.int64)
+        tie[np.lexsort((keep, copy, self.image[keep]))] = np.arange(len(keep))
+        ap = average_precision(self.label[keep], self.score[keep], self.matched[keep], tie, npos)
         valid = ~np.isnan(ap)
         return float(ap[valid].mean()) if valid.any() else math.nan
 
@@ -131,6 +135,7 @@ def map_by_image(outcomes: pd.DataFrame, row: str) -> MetricByImage | None:
         positives,
         np.array([where[i] for i in dets["image"]], dtype=np.int64),
         pd.to_numeric(dets["class"]).to_numpy().astype(np.int64),
+        pd.to_numeric(dets["score"]).to_numpy(),
         pd.to_numeric(dets["matched"]).to_numpy(),
     )
 

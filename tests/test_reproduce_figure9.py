@@ -178,6 +178,16 @@ def test_figure9_end_to_end_scores_what_the_harness_scores_and_reuses_rows(tiny,
         assert evaluation_main([*shlex.split(command)[3:], "--json", str(out)]) == 0
         loc = json.loads(out.read_text())["loc_error_by_guesses"][4]
         assert by_row.at[row, "top5_loc_error"] == pytest.approx(100 * loc)
+    # The per-image outcomes beside the report count what the harness counts, row by row.
+    from evaluation.outcomes import read_outcomes
+
+    outcomes = read_outcomes(root / "reports" / "figure9" / "tiny.outcomes.csv.gz")
+    assert len(outcomes) == 6
+    for row in table["row"]:
+        for metric in ("top1_loc", "top5_loc"):
+            errors = outcomes[f"{row}:{metric}_wrong"].sum()
+            assert 100 * errors / 6 == pytest.approx(by_row.at[row, f"{metric}_error"])
+        assert outcomes[f"{row}:iou"].between(0, 1).all()
     # A second run recomputes nothing.
     import overfeat.localize
 

@@ -352,7 +352,19 @@ def test_rows_run_one_at_a_time_make_one_report(small_data, tmp_path, monkeypatc
     meta = json.loads(csv.with_suffix(".json").read_text())
     assert meta["rows_from_earlier_invocations"] == ["T2-2"]
     assert set(meta["rows"]) == {"T2-2", "T2-3"}
+    # The per-image outcomes merge the same way: both rows, each counting the errors its row
+    # reports, in the report's file and in the run folder's.
+    from evaluation.outcomes import read_outcomes
+
+    outcomes = read_outcomes(csv.with_name("r.outcomes.csv.gz"))
+    assert read_outcomes(tmp_path / "cache" / "table2" / "r" / "outcomes.csv.gz").equals(outcomes)
+    assert len(outcomes) == 8
+    for row in ("T2-2", "T2-3"):
+        for metric in ("top1", "top5"):
+            wrong = outcomes[f"{row}:{metric}_wrong"]
+            assert 100 * wrong.sum() / 8 == pytest.approx(table.at[row, f"{metric}_error"])
 
     other = make_run(tmp_path / "fast-other", "fast", 3, seed=1)
     assert main(command("T2-3", other)) == 0
     assert list(pd.read_csv(csv)["row"]) == ["T2-3"]
+    assert not any(c.startswith("T2-2") for c in read_outcomes(csv.with_name("r.outcomes.csv.gz")))
