@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import ROOT
+from scipy.stats import binomtest
 
 from evaluation.render import read_run, readme_blocks, table2_markdown
 from overfeat import build_model
@@ -140,7 +141,11 @@ def test_every_row_of_the_table_appears_with_the_papers_numbers(tiny_data, runs,
     }
     for row in ("T2-2", "T2-7"):
         assert float(md_rows[row][5]) == pytest.approx(table.at[row, "top1_error"], abs=0.005)
-        assert float(md_rows[row][8]) == pytest.approx(table.at[row, "top5_error"], abs=0.005)
+        assert float(md_rows[row][9]) == pytest.approx(table.at[row, "top5_error"], abs=0.005)
+        # The row's 95% interval, beside it: the exact binomial interval of its 3 images.
+        k = round(3 * table.at[row, "top1_error"] / 100)
+        ci = binomtest(k, 3).proportion_ci(method="exact")
+        assert md_rows[row][6] == f"[{100 * ci.low:.1f}, {100 * ci.high:.1f}]"
         assert float(md_rows[row][4]) == table.at[row, "paper_top1_error"]
 
 
