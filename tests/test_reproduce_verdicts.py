@@ -254,3 +254,35 @@ def test_map_by_image_is_the_devkits_map_on_the_resampled_image_list(tmp_path):
                                      classes)  # fmt: skip
         assert stat(draw) == pytest.approx(res.mean_ap, abs=1e-12)
         assert trimmed(draw) == pytest.approx(res.mean_ap, abs=1e-12)
+
+
+def test_detection_outcomes_read_back_from_a_submission_give_its_harness_map(tmp_path):
+    """A submission on the synthetic DET images (each object found once, plus a miss per image):
+    the outcomes file's mAP on the images as they are is the harness's."""
+    from evaluation.labels import DetLabels
+    from evaluation.outcomes import detection_outcomes
+    from overfeat.data import open_detection
+    from overfeat.data.readers import classification_samples, find_det_layout
+    from overfeat.data.synthetic import SyntheticConfig, write_synthetic
+    from overfeat.detect import score_detections
+
+    write_synthetic(tmp_path / "d", SyntheticConfig(classes=3, train_per_class=1, val_per_class=1,
+                                                   det_images=6, class_colours=True))  # fmt: skip
+    samples = open_detection(tmp_path / "d", "val").samples
+    xml_dir = find_det_layout(tmp_path / "d", "val").xml_dir
+    _, classes, _ = classification_samples(tmp_path / "d", "val")
+    labels = DetLabels(tuple(classes), tuple(classes))
+    names = [ann.image for _, ann in samples]
+    lines = []
+    for i, (_, ann) in enumerate(samples, start=1):
+        for k, (w, box) in enumerate(zip(ann.wnids, ann.boxes)):
+            if k % 2 == 0:  # every other object found
+                lines.append(f"{i} {classes.index(w) + 1} 0.{9 - k} " + " ".join(str(int(v)) for v in box))
+        lines.append(f"{i} 1 0.95 0 0 3 3")  # a miss, scored above every hit
+    pred = tmp_path / "det.txt"
+    pred.write_text("\n".join(lines) + "\n")
+    dets, pos = detection_outcomes("DET-REG", pred, xml_dir, names, labels)
+    assert pos["positives"].sum() == sum(len(ann.boxes) for _, ann in samples)
+    stat = map_by_image(detection_table(names, pos, {"DET-REG": dets}), "DET-REG")
+    assert stat(np.arange(len(names))) == pytest.approx(score_detections(pred, xml_dir, names,
+                                                                         labels).mean_ap)  # fmt: skip
