@@ -263,6 +263,10 @@ def _render(args: argparse.Namespace, csv_path) -> None:
     from evaluation.render import render_run, update_readme
 
     render_run(csv_path)
+    from overfeat.reproduce.gallery import render_galleries
+
+    for line in render_galleries(args.reports, [Path(csv_path)]):
+        print(line, flush=True)
     if args.readme and Path(args.readme).is_file():
         update_readme(args.readme, args.reports)
 
@@ -443,7 +447,10 @@ class _Tee:
 
 def _run_report(args: argparse.Namespace) -> int:
     from evaluation.render import render_all
+    from overfeat.reproduce.gallery import render_galleries
 
     for path in render_all(args.reports, args.readme):
         print(f"wrote {path}")
+    for line in render_galleries(args.reports):
+        print(line)
     return 0

@@ -335,6 +335,10 @@ def reproduce_detection(request: DetectionRequest) -> Path:
     }
     outcomes = _outcomes(records, xml_dir, names, labels, work)
     csv_path = write_run(request.reports, "detection", name, frame, meta, outcomes)
+    from overfeat.reproduce.gallery import detection_gallery
+
+    detection_gallery(records, model, background, regressor, samples, classes, protocol, data,
+                      request, name)  # fmt: skip
     print(f"Detection written to {csv_path} in {time.perf_counter() - started:.0f} s", flush=True)
     return csv_path
 

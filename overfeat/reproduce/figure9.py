@@ -449,5 +449,8 @@ def reproduce_figure9(request: Figure9Request) -> Path:
     ran = [r for r in rows if r.row in records]
     csv_path = write_run(request.reports, "figure9", name, frame, meta,
                          _outcomes(ran, labels, samples, work))  # fmt: skip
+    from overfeat.reproduce.gallery import figure9_gallery
+
+    figure9_gallery(rows, records, model, regressors, samples, classes, boxes, data, request, name)
     print(f"Figure 9 written to {csv_path} in {time.perf_counter() - started:.0f} s", flush=True)
     return csv_path
