@@ -184,11 +184,14 @@ def test_the_detector_starts_as_the_classifier_plus_a_background_output(classifi
 # ------------------------------------------------------------------------------ the run
 
 
-def test_a_detector_run_is_a_classifier_format_run_with_a_background_class(uninterrupted, classifier):
+def test_a_detector_run_is_a_classifier_format_run_with_a_background_class(uninterrupted, data, classifier):
     state = _newest(uninterrupted)
     assert state["model_config"]["num_classes"] == CLASSES + 1
+    # No devkit: the data set's label space, its sorted class folders (DET_LABEL_SPACE).
+    folders = sorted(p.name for p in (data / "ILSVRC/Data/CLS-LOC/train").iterdir())
     assert state["detector"] == {"background_index": CLASSES, "num_object_classes": CLASSES,
-                                 "classifier_run": str(classifier.resolve())}  # fmt: skip
+                                 "classifier_run": str(classifier.resolve()),
+                                 "label_space": "data set", "classes": folders}  # fmt: skip
     for key in ("train_config", "optimizer", "scheduler", "progress"):
         assert key in state
     model, background = load_detector(uninterrupted)
