@@ -70,6 +70,7 @@ __all__ = [
     "NEGATIVE_MAX_OVERLAP",
     "POSITIVE_MIN_COVER",
     "POSITIVE_MIN_INSIDE",
+    "best_positive_cover",
     "DenseScores",
     "DetClasses",
     "DetectorConfig",
@@ -212,6 +213,24 @@ def window_labels(
     labels[clear] = background
     labels[best >= 0] = classes[which[best >= 0]]
     return labels
+
+
+def best_positive_cover(boxes: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """How close each box comes to being a positive at one scale: ``boxes: (M, 4)``, ``windows:
+    (H', W', 4)`` → ``(M,)`` float64, the largest ``cover`` (the share of a window's area the
+    box fills) over the windows that hold at least POSITIVE_MIN_INSIDE of the box, 0 where none
+    does. A box is a positive somewhere at this scale iff this is ≥ POSITIVE_MIN_COVER; it
+    measures which objects DETECTOR_POSITIVE_RULE leaves out (benchmarks/positive_reach.py)."""
+    boxes = torch.as_tensor(boxes).double().reshape(-1, 4)
+    w = windows.double().reshape(-1, 1, 4)  # (L, 1, 4)
+    b = boxes.view(1, -1, 4)
+    iw = torch.minimum(b[..., 2], w[..., 2]) - torch.maximum(b[..., 0], w[..., 0]) + 1
+    ih = torch.minimum(b[..., 3], w[..., 3]) - torch.maximum(b[..., 1], w[..., 1]) + 1
+    inter = iw.clamp(min=0) * ih.clamp(min=0)  # (L, M)
+    box_area = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+    window_area = (w[..., 2] - w[..., 0] + 1) * (w[..., 3] - w[..., 1] + 1)
+    cover = torch.where(inter / box_area >= POSITIVE_MIN_INSIDE, inter / window_area, 0.0)
+    return cover.max(dim=0).values if len(cover) else torch.zeros(len(boxes), dtype=torch.float64)
 
 
 def _ranks(key: torch.Tensor, descending: bool) -> torch.Tensor:
