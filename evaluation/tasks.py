@@ -56,6 +56,7 @@ __all__ = [
     "localization_outcomes_files",
     "DetGroundTruth",
     "load_det_ground_truth",
+    "det_blacklist_pairs",
     "evaluate_detection_files",
 ]
 
@@ -527,6 +528,13 @@ def _det_blacklist_pairs(
         if name in position:
             pairs.append((position[name], labels.wnid_to_det_id[wnid] - 1))
     return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def det_blacklist_pairs(blacklist, full_list, names, labels: DetLabels) -> np.ndarray:
+    """``(B, 2)`` (position in ``names``, DET_ID - 1) pairs of a DET blacklist whose image
+    indices number ``full_list`` (the 2014 blacklist: the devkit's full DET validation list),
+    for the evaluated images ``names`` in any order (pairs of other images are dropped)."""
+    return _det_blacklist_pairs(blacklist, full_list, None, list(names), labels, "meta_det.mat")
 
 
 def evaluate_detection_files(

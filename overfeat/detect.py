@@ -410,11 +410,15 @@ def detection_submission(
     )
 
 
-def score_detections(pred: str | Path, xml_dir: str | Path, names: Sequence[str], det_labels):
+def score_detections(
+    pred: str | Path, xml_dir: str | Path, names: Sequence[str], det_labels, blacklist=None
+):
     """Score a DET submission file as ``python -m evaluation det`` does (the same readers and
     :func:`evaluation.detection.evaluate_detection`), for any class list: ``det_labels`` is a
     :class:`evaluation.labels.DetLabels` (the devkit's 200 classes, or the data set's own
-    classes in DET_IDS_SORTED_INDEX order); ``names``: the image list, index = position + 1.
+    classes in DET_IDS_SORTED_INDEX order); ``names``: the image list, index = position + 1;
+    ``blacklist``: ``(B, 2)`` (position in ``names``, DET_ID - 1) pairs left out
+    (:func:`evaluation.tasks.det_blacklist_pairs`), or ``None``.
     Returns the :class:`evaluation.detection.DetResult`."""
     from evaluation.detection import evaluate_detection
     from evaluation.formats import read_det_submission
@@ -425,5 +429,5 @@ def score_detections(pred: str | Path, xml_dir: str | Path, names: Sequence[str]
     return evaluate_detection(
         sub.image_index - 1, sub.det_id - 1, sub.confidence, sub.boxes,
         truth.box_image, truth.box_labels, truth.boxes,
-        num_classes=len(det_labels.wnids), class_names=det_labels.names,
+        num_classes=len(det_labels.wnids), class_names=det_labels.names, blacklist=blacklist,
     )  # fmt: skip

@@ -40,6 +40,12 @@ def devkit_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def det_val_mini() -> Path:
+    """../shared/data/ilsvrc-det-val-mini: 180 real DET val2 photos with their annotations."""
+    return _shared("ilsvrc-det-val-mini")
+
+
+@pytest.fixture(scope="session")
 def val_mini_dir() -> Path:
     """../shared/data/ilsvrc2012-val-mini: 1,300 real validation images in the Kaggle layout."""
     return _shared("ilsvrc2012-val-mini")

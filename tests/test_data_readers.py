@@ -228,8 +228,15 @@ def test_det_val2_annotations_read_in_list_order_with_677_empty_images(devkit_di
     assert np.all(np.concatenate([a.boxes for _, a in items if len(a.boxes)])[:, 2:] >= 0)
 
 
-def test_image_list_out_of_sequence_names_the_line(tmp_path):
+def test_image_list_repeated_index_names_both_lines(tmp_path):
     path = tmp_path / "val.txt"
-    path.write_text("a 1\nb 3\n")
-    with pytest.raises(ValueError, match=r"val\.txt:2: index 3 out of sequence"):
+    path.write_text("a 1\nb 3\nc 3\n")
+    with pytest.raises(ValueError, match=r"val\.txt:3: index 3 already on line 2"):
         read_image_list(path)
+
+
+def test_image_list_sub_list_keeps_file_order(tmp_path):
+    # ilsvrc-det-val-mini's list: 180 of val2's images, each with its val2 index.
+    path = tmp_path / "val.txt"
+    path.write_text("ILSVRC2012_val_00000347 4996\nILSVRC2012_val_00001545 2936\n")
+    assert read_image_list(path) == ["ILSVRC2012_val_00000347", "ILSVRC2012_val_00001545"]

@@ -184,11 +184,14 @@ def test_the_detector_starts_as_the_classifier_plus_a_background_output(classifi
 # ------------------------------------------------------------------------------ the run
 
 
-def test_a_detector_run_is_a_classifier_format_run_with_a_background_class(uninterrupted, classifier):
+def test_a_detector_run_is_a_classifier_format_run_with_a_background_class(uninterrupted, data, classifier):
     state = _newest(uninterrupted)
     assert state["model_config"]["num_classes"] == CLASSES + 1
+    # No devkit: the data set's label space, its sorted class folders (DET_LABEL_SPACE).
+    folders = sorted(p.name for p in (data / "ILSVRC/Data/CLS-LOC/train").iterdir())
     assert state["detector"] == {"background_index": CLASSES, "num_object_classes": CLASSES,
-                                 "classifier_run": str(classifier.resolve())}  # fmt: skip
+                                 "classifier_run": str(classifier.resolve()),
+                                 "label_space": "data set", "classes": folders}  # fmt: skip
     for key in ("train_config", "optimizer", "scheduler", "progress"):
         assert key in state
     model, background = load_detector(uninterrupted)
@@ -270,3 +273,30 @@ def test_bad_detector_input_gets_one_line_and_status_2(uninterrupted, data, clas
     assert "negatives_random=-1" in capsys.readouterr().err
     with pytest.raises(ValueError, match=rf"{tmp_path}: no readable detector checkpoint"):
         load_detector(tmp_path)
+
+
+def test_best_positive_cover_hand_worked():
+    from overfeat.engine.detector import best_positive_cover
+
+    # Two 100 × 100 windows, side by side with 50 pixels shared.
+    windows = torch.tensor([[[0, 0, 99, 99], [50, 0, 149, 99]]])  # (1, 2, 4)
+    boxes = torch.tensor([
+        [0, 0, 19, 49],      # 20 × 50 = 1,000 px inside the first window: cover 0.1
+        [40, 0, 139, 99],    # 100 × 100: the first holds 60 columns (0.6), the second 90 (0.9)
+        [0, 0, 299, 299],    # 300 × 300: no window holds half of it (10,000 / 90,000)
+    ])  # fmt: skip
+    assert best_positive_cover(boxes, windows).tolist() == [0.1, 0.9, 0.0]
+
+
+def test_a_small_box_reaches_its_area_over_the_window_at_the_fast_largest_scale():
+    from overfeat.dense import window_boxes
+    from overfeat.engine.detector import POSITIVE_MIN_COVER, best_positive_cover
+    from overfeat.models import build_model
+    from overfeat.scales import scale_sizes
+
+    spec = build_model("fast", num_classes=2, width=0.125).spec
+    windows = window_boxes(spec, scale_sizes(spec)[-1], "fine")  # 471 × 567
+    # A 64 × 64 box inside a 231 × 231 window fills 4,096 / 53,361 of it at best: below 0.2,
+    # so under the cover rule it is no positive at the largest scale, nor at any smaller one.
+    best = best_positive_cover(torch.tensor([[100, 100, 163, 163]]), windows)
+    assert best.item() == pytest.approx(64 * 64 / 231**2) and best.item() < POSITIVE_MIN_COVER

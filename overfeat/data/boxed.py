@@ -24,7 +24,7 @@ Where the boxes come from:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,24 +197,31 @@ def _train_boxes(root: str | Path) -> dict[str, Annotation]:
     )
 
 
-def clsloc_training_images(root: str | Path) -> BoxedSource:
+def clsloc_training_images(root: str | Path, index: Mapping[str, int] | None = None) -> BoxedSource:
     """The CLS-LOC training images of ``root`` that have a box of their own class.
 
     Every box of a known class is kept with its class (the detector treats boxes of other
     classes as objects of those classes); ``left_out`` counts ``"no_box"`` (no annotation, or
-    one without objects) and ``"other_class_only"``.
+    one without objects) and ``"other_class_only"``. ``index``: ``{WNID: class index}`` of
+    another label space (a detector's DET classes, DET_TRAINING_CLASS) for the labels and the
+    boxes' classes; default: the sorted CLS-LOC classes of ``root``. An image whose class the
+    space lacks has no object to learn and counts as ``"other_class_only"``.
     """
     samples, classes, _ = readers.classification_samples(root, "train")
     boxes = _train_boxes(root)
-    index = {w: i for i, w in enumerate(classes)}
+    relabel = index is not None
+    if index is None:
+        index = {w: i for i, w in enumerate(classes)}
     records, left_out = [], {"no_box": 0, "other_class_only": 0}
     for path, label in samples:
         ann = boxes.get(os.path.splitext(os.path.basename(path))[0])
         if ann is None or len(ann.boxes) == 0:
             left_out["no_box"] += 1
             continue
+        if relabel:
+            label = index.get(classes[label], -1)
         cls = _class_indices(ann.wnids, index)
-        if not (cls == label).any():
+        if label < 0 or not (cls == label).any():
             left_out["other_class_only"] += 1
             continue
         records.append(BoxedRecord(path, label, ann.boxes.copy(), cls))
@@ -227,19 +234,25 @@ def clsloc_training_images(root: str | Path) -> BoxedSource:
     return BoxedSource(records, list(classes), "CLS-LOC train", left_out)
 
 
-def det_training_images(root: str | Path, classes: Sequence[str]) -> BoxedSource:
+def det_training_images(
+    root: str | Path, classes: Sequence[str], index: Mapping[str, int] | None = None
+) -> BoxedSource:
     """The DET training images of ``root`` with at least one object of ``classes``.
 
     ``left_out`` counts ``"no_object"`` (images without objects: the paper did not use them,
-    §2) and ``"unknown_classes_only"`` (every object of a WNID outside ``classes``).
+    §2) and ``"unknown_classes_only"`` (every object of a WNID outside ``classes``). ``index``:
+    ``{WNID: class index}`` of another label space (a detector's DET classes,
+    DET_TRAINING_CLASS); default: position in ``classes``.
     """
     from overfeat.data.datasets import open_detection
 
     dataset = open_detection(root, "train")
-    index = {w: i for i, w in enumerate(classes)}
+    if index is None:
+        index = {w: i for i, w in enumerate(classes)}
     records, left_out = [], {"no_object": 0, "unknown_classes_only": 0}
-    # Decision DET_UNKNOWN_CLASSES: the detector keeps the classifier's C classes (its weights
-    # are the starting point), so a DET object of another WNID is class -1: its windows are
+    # Decision DET_UNKNOWN_CLASSES: a DET object of a WNID outside the detector's classes (the
+    # classifier's C in the data set's label space; in the DET label space, a DET class that
+    # covers none of the classifier's, DET_COVERED_OUTPUTS) is class -1: its windows are
     # neither an object's nor background. Decision DET_EMPTY_IMAGES_LEFT_OUT: images without
     # objects are not used, as the paper did not use them (§2: "we have not made use of it").
     for path, ann in dataset.samples:

@@ -393,9 +393,12 @@ def find_det_layout(root: str | Path, split: str = "val") -> DetLayout:
 
 def read_image_list(path: str | Path) -> list[str]:
     """A devkit image list, ``<image_name> <index>`` per line (``det_val_list.txt``, ImageSets
-    ``val.txt``), with the index equal to the line number: the names in index order."""
+    ``val.txt``): the names in file order. The indices need not run 1, 2, 3: a sub-list of a
+    devkit list (ilsvrc-det-val-mini's 180 of val2) keeps the indices its images have there;
+    an index listed twice is refused with both lines."""
     path = Path(path)
     names = []
+    line_of: dict[int, int] = {}
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             parts = line.split()
@@ -403,10 +406,13 @@ def read_image_list(path: str | Path) -> list[str]:
                 continue
             if len(parts) != 2 or not parts[1].isdigit():
                 raise ValueError(f"{path}:{lineno}: expected '<image_name> <index>', got {line!r}")
-            if int(parts[1]) != len(names) + 1:
+            index = int(parts[1])
+            if index in line_of:
                 raise ValueError(
-                    f"{path}:{lineno}: index {parts[1]} out of sequence; expected {len(names) + 1}"
+                    f"{path}:{lineno}: index {index} already on line {line_of[index]}; each "
+                    "image needs its own index"
                 )
+            line_of[index] = lineno
             names.append(parts[0])
     return names
 

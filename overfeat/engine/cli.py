@@ -316,6 +316,11 @@ def _register_spatial(what) -> None:
                    f"{default('negatives_offending')})")  # fmt: skip
     d.add_argument("--dropout", type=float, default=None,
                    help=f"(default: {default('dropout')})")  # fmt: skip
+    d.add_argument("--det-devkit", default=None, metavar="DIR",
+                   help="the folder of the devkit's meta_det.mat and meta_clsloc.mat: the "
+                   "detector outputs the DET classes its classifier's classes lie under, and "
+                   "trains them (decision DET_LABEL_SPACE) (default: looked for beside a DET "
+                   "training split, DET_DEVKIT_SEARCH; else the classifier's classes)")  # fmt: skip
     d.set_defaults(func=_run_detector, make_config=_detector_config)
 
 
@@ -373,7 +378,8 @@ def _regressor_config(args: argparse.Namespace):
 def _detector_config(args: argparse.Namespace):
     from overfeat.engine.detector import detector_recipe
 
-    given = _spatial_overrides(args, ("negatives_random", "negatives_offending", "dropout"))
+    given = _spatial_overrides(args, ("negatives_random", "negatives_offending", "dropout",
+                                      "det_devkit"))
     given["out"] = given["out"] or "runs/detector"
     return detector_recipe(args.recipe, **given)
 

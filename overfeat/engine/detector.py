@@ -38,6 +38,13 @@ from overfeat.data.boxed import (
     clsloc_training_images,
     det_training_images,
 )
+from overfeat.data.label_space import (
+    DATASET_SPACE,
+    DET_SPACE,
+    det_output_classes,
+    det_training_index,
+    find_det_devkit,
+)
 from overfeat.data.sampler import epoch_permutation
 from overfeat.dense import dense_scores, window_boxes
 from overfeat.engine.checkpoint import REQUIRED_KEYS, find_latest_valid
@@ -63,6 +70,7 @@ __all__ = [
     "NEGATIVE_MAX_OVERLAP",
     "POSITIVE_MIN_COVER",
     "POSITIVE_MIN_INSIDE",
+    "best_positive_cover",
     "DenseScores",
     "DetClasses",
     "DetectorConfig",
@@ -107,11 +115,15 @@ BACKGROUND_INIT_STD = 1e-2
 @dataclass(frozen=True)
 class DetectorConfig(SpatialConfig):
     """A detector run's settings: the spatial loop's, ``negatives_random`` and
-    ``negatives_offending`` (K of each per image and scale) and the classifier's ``dropout``."""
+    ``negatives_offending`` (K of each per image and scale), the classifier's ``dropout`` and
+    ``det_devkit``, the folder of ``meta_det.mat`` and ``meta_clsloc.mat`` that puts the detector in
+    the DET label space (:func:`overfeat.data.label_space.find_det_devkit`; ``None``: found
+    beside a DET training split, else the classifier's classes)."""
 
     negatives_random: int = 4
     negatives_offending: int = 4
     dropout: float = 0.5
+    det_devkit: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -201,6 +213,24 @@ def window_labels(
     labels[clear] = background
     labels[best >= 0] = classes[which[best >= 0]]
     return labels
+
+
+def best_positive_cover(boxes: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """How close each box comes to being a positive at one scale: ``boxes: (M, 4)``, ``windows:
+    (H', W', 4)`` → ``(M,)`` float64, the largest ``cover`` (the share of a window's area the
+    box fills) over the windows that hold at least POSITIVE_MIN_INSIDE of the box, 0 where none
+    does. A box is a positive somewhere at this scale iff this is ≥ POSITIVE_MIN_COVER; it
+    measures which objects DETECTOR_POSITIVE_RULE leaves out (benchmarks/positive_reach.py)."""
+    boxes = torch.as_tensor(boxes).double().reshape(-1, 4)
+    w = windows.double().reshape(-1, 1, 4)  # (L, 1, 4)
+    b = boxes.view(1, -1, 4)
+    iw = torch.minimum(b[..., 2], w[..., 2]) - torch.maximum(b[..., 0], w[..., 0]) + 1
+    ih = torch.minimum(b[..., 3], w[..., 3]) - torch.maximum(b[..., 1], w[..., 1]) + 1
+    inter = iw.clamp(min=0) * ih.clamp(min=0)  # (L, M)
+    box_area = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+    window_area = (w[..., 2] - w[..., 0] + 1) * (w[..., 3] - w[..., 1] + 1)
+    cover = torch.where(inter / box_area >= POSITIVE_MIN_INSIDE, inter / window_area, 0.0)
+    return cover.max(dim=0).values if len(cover) else torch.zeros(len(boxes), dtype=torch.float64)
 
 
 def _ranks(key: torch.Tensor, descending: bool) -> torch.Tensor:
@@ -321,16 +351,33 @@ def detector_network(
 # ------------------------------------------------------------------------------ the task
 
 
-def detection_training_images(root: str | Path) -> BoxedSource:
+def detection_training_images(root: str | Path, det_classes: DetClasses | None = None) -> BoxedSource:
     """The DET training images when ``root`` has them (``ILSVRC/Data/DET/train``), else the
     CLS-LOC training images with boxes (one object class per image; the rest of the image
-    supplies background). Classes are the CLS-LOC classes of ``root`` either way."""
+    supplies background). Classes are the CLS-LOC classes of ``root``; with ``det_classes`` they
+    are its DET classes, each object of a class they cover given the DET class's index
+    (:func:`overfeat.data.label_space.det_training_index`)."""
+    index = None
+    if det_classes is not None:
+        index = det_training_index(det_classes.det_wnids, det_classes.mapping)
     try:
         readers.find_det_layout(root, "train")
     except FileNotFoundError:
-        return clsloc_training_images(root)
-    _, classes, _ = readers.classification_samples(root, "train")
-    return det_training_images(root, classes)
+        source = clsloc_training_images(root, index)
+    else:
+        _, classes, _ = readers.classification_samples(root, "train")
+        source = det_training_images(root, classes, index)
+    if det_classes is not None:
+        source = replace(source, classes=list(det_classes.det_wnids))
+    return source
+
+
+def _has_det_split(root: str | Path, split: str) -> bool:
+    try:
+        readers.find_det_layout(root, split)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 class DetectorCollate:
@@ -370,6 +417,7 @@ class DetectorTask(SpatialTask):
     stat_names = ("positives", "negatives", "wrong")
 
     def __init__(self, config: DetectorConfig, env: DistEnv, state: dict | None):
+        _, cls_wnids, _ = readers.classification_samples(config.data, "train")
         if state is None:
             run, name, cstate = classifier_checkpoint(config.classifier)
             if "detector" in cstate:
@@ -377,8 +425,18 @@ class DetectorTask(SpatialTask):
                     f"--classifier {config.classifier}: a detector run already; pass the "
                     "classifier run it came from, or continue it with --resume auto"
                 )
-            model = detector_network(cstate, config.dropout, config.seed)
-            num_classes = int(cstate["model_config"]["num_classes"])
+            if len(cls_wnids) != int(cstate["model_config"]["num_classes"]):
+                raise ValueError(
+                    f"--data {config.data}: {len(cls_wnids)} classes, but the classifier {run} "
+                    f"has {cstate['model_config']['num_classes']}; pass the data set it was "
+                    "trained on"
+                )
+            det_classes = None
+            if _has_det_split(config.data, "train") or config.det_devkit is not None:
+                devkit = find_det_devkit(config.data, config.det_devkit)
+                if devkit is not None:
+                    det_classes = det_output_classes(cls_wnids, devkit)
+            model = detector_network(cstate, config.dropout, config.seed, det_classes)
         else:
             run, name = Path(state["detector"]["classifier_run"]), state.get("classifier_checkpoint")
             model = build_model(**state["model_config"])
@@ -386,15 +444,17 @@ class DetectorTask(SpatialTask):
                 if isinstance(m, nn.Dropout):
                     m.p = config.dropout
             model.load_state_dict(state["model"])
-            num_classes = int(state["detector"]["num_object_classes"])
+            det_classes = None
+            if state["detector"].get("label_space") == DET_SPACE:
+                det_classes = DetClasses(tuple(cls_wnids), tuple(state["detector"]["classes"]),
+                                         {d: tuple(v) for d, v in state["detector"]["det_cover"].items()})  # fmt: skip
         self.classifier_run, self.classifier_name = run, name
-        self.background = num_classes
-        source = detection_training_images(config.data)
-        if len(source.classes) != num_classes:
-            raise ValueError(
-                f"--data {config.data}: {len(source.classes)} classes, but the classifier "
-                f"{run} has {num_classes}; pass the data set it was trained on"
-            )
+        self.det_classes = det_classes
+        self.background = model.num_classes - 1
+        # Decision DET_LABEL_SPACE: with a devkit (DET_DEVKIT_SEARCH) the detector's objects are
+        # DET classes (DET_COVERED_OUTPUTS), and every training object of a class they cover
+        # trains the covering DET class (DET_TRAINING_CLASS); without one, the classifier's.
+        source = detection_training_images(config.data, det_classes)
         if config.max_train_samples and config.max_train_samples < len(source.records):
             keep = epoch_permutation(len(source.records), config.seed, -1)
             keep = keep[: config.max_train_samples].sort().values.tolist()
@@ -444,8 +504,18 @@ class DetectorTask(SpatialTask):
                 "background_index": self.background,
                 "num_object_classes": self.background,
                 "classifier_run": str(self.classifier_run),
-            },
+            } | self._label_space(),
             "classifier_checkpoint": self.classifier_name,
+        }
+
+    def _label_space(self) -> dict:
+        """What the detector's outputs 0..background-1 are (DET_LABEL_SPACE), as plain values."""
+        if self.det_classes is None:
+            return {"label_space": DATASET_SPACE, "classes": list(self.dataset.classes)}
+        return {
+            "label_space": DET_SPACE,
+            "classes": list(self.det_classes.det_wnids),
+            "det_cover": {d: list(self.det_classes.mapping[d]) for d in self.det_classes.det_wnids},
         }
 
     def summarize(self, sums: dict) -> dict:
@@ -460,6 +530,8 @@ class DetectorTask(SpatialTask):
         return {
             "task": "detector",
             "background_index": self.background,
+            "label_space": self._label_space()["label_space"],
+            "object_classes": len(self.dataset.classes),
             "classifier_run": str(self.classifier_run),
             "classifier_checkpoint": self.classifier_name,
             "scale_sizes": [list(s) for s in self.dataset.scales],
@@ -474,9 +546,12 @@ def train_detector(config: DetectorConfig, resume: str | None = None, env=None,
     return train_spatial(DetectorTask, config, resume, env, command)
 
 
-def load_detector(run_dir: str | os.PathLike) -> tuple[nn.Module, int]:
+def load_detector(run_dir: str | os.PathLike, with_space: bool = False):
     """The trained detector of ``run_dir`` (newest readable checkpoint), in eval mode, and its
-    background class index; a ``ValueError`` naming the folder when there is none."""
+    background class index; a ``ValueError`` naming the folder when there is none.
+    ``with_space``: a third value, ``(label space, output WNIDs)`` (DET_LABEL_SPACE); a run
+    written before the detector recorded them is in the data set's space, classes unknown
+    (``None``)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the message below says what is missing
         found = find_latest_valid(run_dir, required=DETECTOR_REQUIRED_KEYS)
@@ -489,4 +564,10 @@ def load_detector(run_dir: str | os.PathLike) -> tuple[nn.Module, int]:
     _, state = found
     model = build_model(**state["model_config"])
     model.load_state_dict(state["model"])
-    return model.eval(), int(state["detector"]["background_index"])
+    background = int(state["detector"]["background_index"])
+    if not with_space:
+        return model.eval(), background
+    info = state["detector"]
+    classes = info.get("classes")
+    space = (info.get("label_space", DATASET_SPACE), list(classes) if classes else None)
+    return model.eval(), background, space

@@ -209,6 +209,14 @@ def register(subparsers) -> None:
     det.add_argument("--regressor-args", default="", metavar="'FLAGS'",
                      help="flags for 'overfeat train regressor' (default: none; embedded "
                      "default: --recipe toy)")  # fmt: skip
+    det.add_argument("--det-devkit", default=None, metavar="DIR",
+                     help="the folder of the devkit's meta_det.mat and meta_clsloc.mat: score "
+                     "the 200 DET classes, and train a detector here in them (decision "
+                     "DET_LABEL_SPACE) (default: looked for in and beside a DET layout, "
+                     "DET_DEVKIT_SEARCH; none found: the data set's own classes)")  # fmt: skip
+    det.add_argument("--blacklist", action="store_true",
+                     help="leave out the (image, class) pairs of the devkit's 2014 DET "
+                     "validation blacklist, as eval_detection.m does with it (default: off)")  # fmt: skip
     det.add_argument("--name", default=None, help="the report's name (default: from the data)")
     _run_flags(det)
     _common(det)
@@ -355,6 +363,8 @@ def _run_detection(args: argparse.Namespace) -> int:
         meta=args.meta,
         train=args.train is not None,
         train_args=tuple(args.train or ()),
+        det_devkit=args.det_devkit,
+        blacklist=args.blacklist,
         detector_args=tuple(shlex.split(args.detector_args)),
         regressor_args=tuple(shlex.split(args.regressor_args)),
         name=args.name,

@@ -88,6 +88,8 @@ class DetectionRequest:
     meta: str | None = None
     train: bool = False
     train_args: tuple[str, ...] = ()
+    det_devkit: str | None = None
+    blacklist: bool = False
     detector_args: tuple[str, ...] = ()
     regressor_args: tuple[str, ...] = ()
     name: str | None = None
@@ -137,12 +139,22 @@ def _resolve(request: DetectionRequest):
         desc = f"`{data.name}` ({data})"
         train, train_args = request.train, request.train_args
         detector_args, regressor_args = request.detector_args, request.regressor_args
+    if request.det_devkit is not None and "--det-devkit" not in detector_args:
+        detector_args = (*detector_args, "--det-devkit", str(request.det_devkit))  # DET_LABEL_SPACE
     try:
         dataset = open_detection(data, "val")
         xml_dir = find_det_layout(data, "val").xml_dir
-        _, classes, _ = classification_samples(data, "val")
     except (FileNotFoundError, ValueError) as exc:
         raise SourceError(f"--data {data}: {exc}") from None
+    try:
+        _, classes, _ = classification_samples(data, "val")
+    except (FileNotFoundError, ValueError) as exc:
+        # A DET-only layout (ilsvrc-det-val-mini) has no CLS-LOC class list: its classes come
+        # from the devkit's meta_det.mat (DET_LABEL_SPACE), and its detector from elsewhere.
+        if train or request.release_weights is not None:
+            raise SourceError(f"--data {data}: {exc}; training here needs the data set's "
+                              "CLS-LOC classes: pass --checkpoints detector=RUN") from None  # fmt: skip
+        classes = []
     samples = dataset.samples[: request.limit] if request.limit else dataset.samples
     if not samples:
         raise SourceError(f"--data {data}: no DET validation image")
@@ -176,10 +188,37 @@ def _resolve(request: DetectionRequest):
         notes.append("SCR regressor trained here on the detector by `overfeat train regressor "
                      f"--classifier DETECTOR --data DATA --type scr {shlex.join(regressor_args)}`.")  # fmt: skip
     objects = sum(len(ann.boxes) for _, ann in samples)
-    desc += f": {len(samples):,} DET validation images ({objects} objects), {len(classes)} classes"
+    desc += f": {len(samples):,} DET validation images ({objects} objects)"
     if request.limit:
         desc += f" (the first {request.limit})"
     return data, desc, samples, xml_dir, classes, runs, notes, objects
+
+
+def _label_space(request: DetectionRequest, data: Path, classes, detector_space: str,
+                 detector_classes, samples):  # fmt: skip
+    """(scoring :class:`~overfeat.data.label_space.LabelSpace`, the detector's output WNIDs,
+    blacklist pairs or ``None``) (DET_LABEL_SPACE). The detector's outputs are the classes its
+    run recorded, else (a run from before they were recorded) the data set's CLS-LOC classes."""
+    from evaluation.tasks import det_blacklist_pairs
+    from overfeat.data.label_space import find_det_devkit, scoring_space
+
+    out_classes = list(detector_classes or classes)
+    if not out_classes:
+        raise ValueError(f"--data {data} has no CLS-LOC class list and the detector recorded "
+                         "none; pass a detector trained in the DET label space (overfeat train "
+                         "detector --det-devkit DIR)")  # fmt: skip
+    devkit = find_det_devkit(data, request.det_devkit)
+    space = scoring_space(out_classes, detector_space, devkit, classes)
+    blacklist = None
+    if request.blacklist:
+        if devkit is None or devkit.blacklist is None or devkit.val_list is None:
+            raise ValueError("--blacklist needs a devkit folder with "
+                             "ILSVRC2014_det_validation_blacklist.txt and the full DET validation "
+                             "list its indices number (det_val_list.txt); pass --det-devkit DIR")  # fmt: skip
+        names = [ann.image for _, ann in samples]
+        blacklist = det_blacklist_pairs(devkit.blacklist, devkit.val_list, names,
+                                        space.det_labels())  # fmt: skip
+    return space, out_classes, blacklist
 
 
 def class_names(data: Path, classes) -> list[str]:
@@ -230,7 +269,6 @@ def _detections(row, source, model, background, regressor, samples, sizes, class
 def reproduce_detection(request: DetectionRequest) -> Path:
     """Run the rows and write ``reports/detection/<run>.csv`` and ``.json``; returns the CSV."""
     from evaluation.formats import write_det_submission
-    from evaluation.labels import DetLabels
     from overfeat.detect import (
         DetectionProtocol,
         det_ids_for,
@@ -244,23 +282,34 @@ def reproduce_detection(request: DetectionRequest) -> Path:
     started = time.perf_counter()
     data, desc, samples, xml_dir, classes, runs, notes, objects = _resolve(request)
     try:
-        model, background = load_detector(runs["detector"])
+        model, background, (detector_space, detector_classes) = load_detector(
+            runs["detector"], with_space=True
+        )
         regressor = (load_regressor(runs["regressor"], classifier=model,
                                     classifier_label=f"detector {runs['detector']}")
                      if "regressor" in runs else None)  # fmt: skip
     except ValueError as exc:
         raise SourceError(f"--checkpoints: {exc}") from None
-    if model.num_classes != len(classes) + 1:
-        raise SourceError(f"the detector has {model.num_classes} outputs; the data set's "
-                          f"{len(classes)} classes and the background need one more")  # fmt: skip
+    try:
+        space, out_classes, blacklist = _label_space(request, data, classes, detector_space,
+                                                     detector_classes, samples)  # fmt: skip
+    except (FileNotFoundError, ValueError) as exc:
+        raise SourceError(str(exc)) from None
+    if model.num_classes != len(out_classes) + 1:
+        raise SourceError(f"the detector has {model.num_classes} outputs; the "
+                          f"{len(out_classes)} classes of the data set and the background need "
+                          "one more")  # fmt: skip
+    notes.append(f"Scored in the {space.kind} label space: {space.description}"
+                 + (f"; the 2014 DET blacklist {space.devkit.blacklist} left out "
+                    f"{len(blacklist)} (image, class) pairs." if blacklist is not None else "."))  # fmt: skip
     protocol = DetectionProtocol()
     name = request.name or ("embedded-default" if request.data is None else f"{data.name}")
     work = Path(request.cache) / "detection" / name
     work.mkdir(parents=True, exist_ok=True)
     names = [ann.image for _, ann in samples]
     sizes = np.array(_image_sizes([p for p, _ in samples]), dtype=np.int64).reshape(-1, 2)
-    labels = DetLabels(tuple(classes), tuple(classes))
-    det_ids = det_ids_for(classes)
+    labels = space.det_labels()
+    det_ids = det_ids_for(out_classes, labels if space.devkit is not None else None)
     networks = f"detector {runs['detector'].name}" + (
         f"; SCR regressor {runs['regressor'].name}" if "regressor" in runs else ""
     )
@@ -284,19 +333,20 @@ def reproduce_detection(request: DetectionRequest) -> Path:
         if source == "random" and like is None:
             like = 1.0
         key_src = json.dumps([row, protocol.to_dict(), identities["detector"],
-                              identities["regressor"], names, like], sort_keys=True)  # fmt: skip
+                              identities["regressor"], names, like, space.kind,
+                              blacklist is not None], sort_keys=True)  # fmt: skip
         key = f"{row}-{hashlib.sha256(key_src.encode()).hexdigest()[:12]}"
         saved = work / f"{key}.json"
         if saved.is_file():
             record = json.loads(saved.read_text(encoding="utf-8"))
         else:
             dets, skipped, seconds = _detections(row, source, model, background, regressor,
-                                                 samples, sizes, classes, protocol,
+                                                 samples, sizes, out_classes, protocol,
                                                  request.options, like)  # fmt: skip
             pred = work / f"{key}.det.txt"
             sub = detection_submission(dets, sizes, det_ids)
             write_det_submission(pred, sub)
-            res = score_detections(pred, xml_dir, names, labels)
+            res = score_detections(pred, xml_dir, names, labels, blacklist)
             record = {"detections": len(sub), "skipped": skipped, "seconds": seconds,
                       "mAP": float(res.mean_ap), "ap": [float(v) for v in res.ap],
                       "npos": [int(v) for v in res.npos], "submission": str(pred)}  # fmt: skip
@@ -329,8 +379,10 @@ def reproduce_detection(request: DetectionRequest) -> Path:
         "seconds_total": sum(r.get("seconds", 0.0) for r in records.values()),
         "notes": notes,
         "networks_sha256": {k: v for k, v in identities.items() if v},
-        "classes": list(classes),
-        "class_names": class_names(data, classes),
+        "label_space": space.kind,
+        "label_space_description": space.description,
+        "classes": list(space.wnids),
+        "class_names": list(space.names) if space.devkit else class_names(data, space.wnids),
         "rows": records,
     }
     outcomes = _outcomes(records, xml_dir, names, labels, work)
