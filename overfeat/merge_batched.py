@@ -29,6 +29,7 @@ at most ``max_pairs`` matrix entries, sorted by size so a chunk's sets pad littl
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,7 +37,7 @@ import torch
 
 from overfeat.merge import MERGE_THRESHOLD, _check
 
-__all__ = ["batched_greedy_merge"]
+__all__ = ["DeviceMerges", "batched_greedy_merge"]
 
 # The matrices of one chunk hold at most this many entries (float64: 8 bytes each, 512 MiB).
 _MAX_PAIRS = 2**26
@@ -69,7 +70,9 @@ def _feature_scores(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (distance + 1.0) - inter / union
 
 
-def _merge_chunk(sets: list[np.ndarray], threshold: float, device: torch.device) -> list[np.ndarray]:
+def _merge_chunk(
+    sets: list[np.ndarray], threshold: float, device: torch.device
+) -> list[np.ndarray]:
     """The loop on ``S`` sets padded to N boxes → for each set, ``(G,)`` int64 the slot of the
     merged box each input box ends in (the smallest input index behind it)."""
     s_count, n = len(sets), max(len(b) for b in sets)
@@ -123,7 +126,8 @@ def _merge_chunk(sets: list[np.ndarray], threshold: float, device: torch.device)
         least[live, b] = inf
         old_least, old_best = least[live], best[live]
         stale = ((old_best == a[:, None]) | (old_best == b[:, None]) | is_a) & (
-            slots[None, :] != b[:, None])
+            slots[None, :] != b[:, None]
+        )
         wins = above & ((new < old_least) | ((new == old_least) & (a[:, None] < old_best)))
         least[live] = torch.where(wins, new, old_least)
         best[live] = torch.where(wins, a[:, None], old_best)
@@ -140,6 +144,17 @@ def _merge_chunk(sets: list[np.ndarray], threshold: float, device: torch.device)
         parent = up
     parent = parent.cpu().numpy()
     return [parent[s, : len(b)] for s, b in enumerate(sets)]
+
+
+def _merge_chunks(checked, order, roots, threshold, device, max_pairs) -> None:
+    """Merge the sets ``checked[i]``, ``i`` in ``order`` (ascending size), largest first, as
+    many at a time as fit in ``max_pairs`` matrix entries (at least one), into ``roots``."""
+    while order:
+        n = len(checked[order[-1]])
+        take = max(1, min(len(order), max_pairs // (n * n)))
+        chunk, order = order[-take:], order[:-take]
+        for i, root in zip(chunk, _merge_chunk([checked[i] for i in chunk], threshold, device)):
+            roots[i] = root
 
 
 def batched_greedy_merge(
@@ -163,13 +178,15 @@ def batched_greedy_merge(
         if len(b) < 2:
             roots[i] = np.arange(len(b))
     order = sorted((i for i, r in enumerate(roots) if r is None), key=lambda i: len(checked[i]))
-    while order:
-        # the largest sets left, as many as fit in max_pairs entries (at least one)
-        n = len(checked[order[-1]])
-        take = max(1, min(len(order), max_pairs // (n * n)))
-        chunk, order = order[-take:], order[:-take]
-        for i, root in zip(chunk, _merge_chunk([checked[i] for i in chunk], threshold, device)):
-            roots[i] = root
+    # On a CPU the steps' tensors hold a few thousand numbers: threads cost more than they
+    # save (tens of times more on a loaded machine), so the merge runs on one.
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        _merge_chunks(checked, order, roots, threshold, device, max_pairs)
+    finally:
+        torch.set_num_threads(threads)
     out = []
     for b, root in zip(checked, roots):
         firsts, assignment = np.unique(root, return_inverse=True)
@@ -177,3 +194,37 @@ def batched_greedy_merge(
         sums = np.stack([np.bincount(assignment, b[:, k], len(firsts)) for k in range(4)], 1)
         out.append((sums.reshape(-1, 4) / counts[:, None], assignment.astype(np.int64)))
     return out
+
+
+class DeviceMerges:
+    """The merges of a pass on ``device`` (decision MERGE_PATH, :mod:`overfeat.merge_workers`),
+    in the interface of :class:`overfeat.merge_workers.MergePool`: ``submit(sets, threshold)``
+    merges a batch's sets together with :func:`batched_greedy_merge` and returns them as
+    :class:`~overfeat.merge_workers.PendingMerges`; :attr:`lag` 0 (the device runs them in
+    order with the forward passes)."""
+
+    lag = 0
+
+    def __init__(self, device: torch.device | str):
+        self.device = torch.device(device)
+
+    def submit(self, sets: Sequence[np.ndarray], threshold: float):
+        from overfeat.merge_workers import MergedSet, PendingMerges
+
+        start = time.thread_time()
+        merged = batched_greedy_merge(sets, threshold, self.device)
+        # the batch's CPU time, spread over its sets by their boxes (what a set costs is not
+        # separable when they run together)
+        cpu = time.thread_time() - start
+        total = max(1, sum(len(s) for s in sets))
+        return PendingMerges([MergedSet(b, a, cpu * len(s) / total)
+                              for s, (b, a) in zip(sets, merged)])  # fmt: skip
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> DeviceMerges:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
