@@ -23,8 +23,9 @@ on, so that a CUDA network's merges need no CPU core. Its result is
 Cost per step: a few dozen tensor operations on ``(S, N)`` tensors, whatever S; steps: the
 largest number of merges of a set in the batch. Memory: ``S·N²`` float64; sets go in chunks of
 at most ``max_pairs`` matrix entries, sorted by size so a chunk's sets pad little.
-``benchmarks/merge_speed.py`` times it against greedy_merge (decision MERGE_PATH,
-:mod:`overfeat.merge_workers`).
+``benchmarks/merge_speed.py`` times it against greedy_merge: on a CPU it is the slower
+(decision MERGE_PATH, :mod:`overfeat.merge_workers`); :class:`DeviceMerges` gives a pass's merges
+this way where a merge device is asked for (``--merge-device``).
 """
 
 from __future__ import annotations
