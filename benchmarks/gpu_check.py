@@ -20,7 +20,8 @@ reported as such; the others still run), and the whole fits in 8 minutes on one 
   resumed, against the uninterrupted run, bit for bit; the same in the default mode, with its
   difference;
 - **localization**: ``benchmarks/localize_throughput.py``: forward, decode and merge per image,
-  and the merge workers' images/s beside the merge-skipped pass's;
+  and the merge workers' images/s and the merges batched on the device's
+  (``batched_greedy_merge``, decision MERGE_PATH) beside the merge-skipped pass's;
 - **gate**: the regression gate's cheap suites (harness, synthetic, det-synthetic) with
   ``--device cuda`` against the committed baselines (its table goes to the work folder; nothing
   under ``reports/baselines`` is touched).
@@ -369,8 +370,9 @@ def part_localization(ctx) -> dict:
         print(f"  no real photos at {lt.DEFAULT_DATA} (--data): a synthetic set in {data}")
         write_synthetic(data, SyntheticConfig(classes=4, train_per_class=1, val_per_class=4,
                                               det_images=0))  # fmt: skip
+    # the merges both ways (MERGE_PATH): in CPU workers, and batched on the network's device
     argv = ["--data", str(data), "--device", _device(ctx),
-            "--merge-workers", str(default_merge_workers())]  # fmt: skip
+            "--merge-workers", str(default_merge_workers()), "--merge-device", _device(ctx)]  # fmt: skip
     if dry:
         argv += ["--images", "1", "--archs", "fast", "--scale-counts", "1,2", "--width",
                  str(TOY_WIDTH)]  # fmt: skip

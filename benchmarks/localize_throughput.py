@@ -19,15 +19,23 @@ Then side by side, on the same images (``--ratio-arch`` at Table 2's 4 scales): 
 the merge skipped (a switch of this benchmark only: every set becomes its first box), with
 the merge in ``--merge-workers`` processes beside the next batch's forward pass (default: the
 CPUs this process may use; the pool is started before the clock, as a command starts it once),
-and with the merge in the main process. The target: the merge workers' images/s at least 0.9x
-the merge-skipped pass's.
+and with the merge in the main process; with ``--merge-device`` also with each batch's merges
+run together on that device (:func:`overfeat.merge_batched.batched_greedy_merge`, decision
+MERGE_PATH). The target: the merge workers' images/s at least 0.9x the merge-skipped pass's.
+Then the projection for one GPU with ``--gpu-cores`` CPU cores: the forward pass at the GPU's
+peak (an upper bound on its images/s) against the merges in that many workers (the merge CPU
+seconds per image measured here), whichever is slower.
+
+The load average at the start is printed: on a shared machine every pass runs beside the
+other jobs, so side-by-side ratios are what to compare, not absolute images/s.
 
 The regressor's output layer is drawn so that its boxes move from their windows by
 ``--box-jitter`` window sides (standard deviation, on the first image at scale 1); with the
 untrained regressor's zero output layer every box would be its window (REGRESSOR_INIT).
 
     python benchmarks/localize_throughput.py                        # a 2-core CPU: about 6 minutes
-    python benchmarks/localize_throughput.py --images 8 --device cuda --batch-size 8
+    python benchmarks/localize_throughput.py --images 8 --device cuda --batch-size 8 \
+        --merge-device cuda
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from overfeat.localize import (  # noqa: E402
     localization_images,
     localize_dataset,
 )
+from overfeat.merge_batched import DeviceMerges  # noqa: E402
 from overfeat.merge_workers import (  # noqa: E402
     MergedSet,
     MergePool,
@@ -69,6 +78,8 @@ DEFAULT_DATA = DEFAULT_DATA / "ilsvrc2012-val-mini"
 # The GPU of the arithmetic on a CPU: the README's (H100 SXM, dense bf16).
 REFERENCE_GPU = "H100"
 TARGET_RATIO = 0.9
+# The CPU cores of the projected GPU machine (an H100 or H200 machine lent here has 16).
+GPU_CORES = 16
 
 
 def scale_set(count: int) -> tuple[int, ...]:
@@ -168,28 +179,33 @@ def split(args, device, samples, peak) -> list[dict]:
     return rows
 
 
-def ratio(args, device, samples) -> dict:
-    """The merge skipped, in workers and in the main process, side by side on the same images."""
+def ratio(args, device, samples, peak) -> dict:
+    """The merge skipped, in workers, in the main process (and batched on ``--merge-device``),
+    side by side on the same images; the projection for one GPU with ``--gpu-cores`` cores."""
     model, reg = networks(args.ratio_arch, first_image(samples), args.box_jitter, device,
                           args.width)  # fmt: skip
     scales = LOCALIZATION_SCALES
     workers = args.merge_workers
     base = RunOptions(args.device, args.batch_size, 0, "none", False)
     runs: dict[str, list[dict]] = {"skipped": [], "workers": [], "main": []}
+    if args.merge_device:
+        runs["device"] = []
     # The first pass at each scale image size allocates (and on a GPU picks kernels): a pass
     # over one image first, untimed.
     run_pass(model, reg, samples[:1], scales, base, SkippedMerge())
     with MergePool(workers) as pool:
         pool.submit([np.zeros((2, 4))], 0.5).result()  # start the workers before the clock
         merges = {"skipped": SkippedMerge(), "workers": pool, "main": None}
+        if args.merge_device:
+            merges["device"] = DeviceMerges(args.merge_device)
         for r in range(args.repeats):
             # Every other repeat in the reverse order, so that a drift of the machine's speed
             # over the run does not favour whichever pass comes first.
             for key in list(merges) if r % 2 == 0 else reversed(merges):
                 runs[key].append(run_pass(model, reg, samples, scales, base, merges[key]))
     best = {k: max(v, key=lambda r: r["images_per_s"]) for k, v in runs.items()}
-    same = best["workers"]["labels"] == best["main"]["labels"] and \
-        best["workers"]["boxes"] == best["main"]["boxes"]  # fmt: skip
+    same = all(best[k]["labels"] == best["main"]["labels"] and
+               best[k]["boxes"] == best["main"]["boxes"] for k in best if k != "skipped")  # fmt: skip
     out = {
         "arch": args.ratio_arch,
         "scales": list(scales),
@@ -200,18 +216,42 @@ def ratio(args, device, samples) -> dict:
         "workers_vs_skipped": best["workers"]["images_per_s"] / best["skipped"]["images_per_s"],
         "main_vs_skipped": best["main"]["images_per_s"] / best["skipped"]["images_per_s"],
         "identical_output": same,
+        "merge_device": args.merge_device,
     }
+    gpu_s = 2 * best["main"]["gmac"] * 1e9 / (peak * 1e12)
+    projection = {
+        "gpu_cores": args.gpu_cores,
+        "forward_images_per_s_at_peak": 1 / gpu_s,
+        "merge_images_per_s": args.gpu_cores / out["merge_cpu_s"],
+    }
+    projection["images_per_s"] = min(projection["forward_images_per_s_at_peak"],
+                                     projection["merge_images_per_s"])  # fmt: skip
+    out["projection"] = projection
     print(f"\n{args.ratio_arch} network, scales {','.join(map(str, scales))}, {len(samples)} images, "
           f"batch {args.batch_size}, best of {args.repeats}:")  # fmt: skip
     for key, label in (("skipped", "merge skipped (benchmark switch)"),
                        ("workers", f"merge in {workers} worker processes"),
-                       ("main", "merge in the main process")):  # fmt: skip
-        print(f"  {label:36} {out['images_per_s'][key]:8.3f} images/s")
+                       ("main", "merge in the main process"),
+                       ("device", f"merges batched on {args.merge_device}")):  # fmt: skip
+        if key in out["images_per_s"]:
+            print(f"  {label:36} {out['images_per_s'][key]:8.3f} images/s")
+    if "device" in best:
+        out["device_vs_skipped"] = (best["device"]["images_per_s"]
+                                    / best["skipped"]["images_per_s"])  # fmt: skip
+    others = "workers' and batched merges'" if "device" in best else "workers'"
     print(f"  workers / skipped: {out['workers_vs_skipped']:.3f}x; main process / skipped: "
-          f"{out['main_vs_skipped']:.3f}x; workers' output identical to the main process's: "
-          f"{'yes' if same else 'NO'}")  # fmt: skip
+          f"{out['main_vs_skipped']:.3f}x"
+          + (f"; batched / skipped: {out['device_vs_skipped']:.3f}x" if "device" in best else "")
+          + f"; {others} output identical to the main process's: {'yes' if same else 'NO'}")  # fmt: skip
     verdict = "met" if out["workers_vs_skipped"] >= TARGET_RATIO else "NOT met"
     print(f"target: merge workers at >= {TARGET_RATIO}x the merge-skipped images/s: {verdict}")
+    print(f"projection, one GPU ({peak:.0f} TFLOP/s bf16 peak) with {args.gpu_cores} cores: "
+          f"forward at peak <= {projection['forward_images_per_s_at_peak']:.0f} images/s "
+          f"({best['main']['gmac']:.0f} GMAC/image); merges in {args.gpu_cores} workers "
+          f"{projection['merge_images_per_s']:.0f} images/s ({out['merge_cpu_s']:.3f} merge CPU "
+          f"s/image measured here) -> at most {projection['images_per_s']:.0f} images/s, "
+          f"bound by the "
+          f"{'merges' if projection['merge_images_per_s'] < projection['forward_images_per_s_at_peak'] else 'forward pass'}")  # fmt: skip
     return out
 
 
@@ -232,6 +272,10 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
     parser.add_argument("--merge-workers", type=int, default=default_merge_workers())
+    parser.add_argument("--merge-device", default=None, metavar="DEVICE",
+                        help="also time the merges batched on DEVICE (MERGE_PATH)")  # fmt: skip
+    parser.add_argument("--gpu-cores", type=int, default=GPU_CORES,
+                        help="CPU cores of the projected GPU machine")  # fmt: skip
     parser.add_argument("--ratio-arch", default="fast")
     parser.add_argument("--repeats", type=int, default=1, help="side-by-side passes, best kept")
     parser.add_argument("--no-split", dest="split", action="store_false")
@@ -259,6 +303,9 @@ def measure(args) -> dict | None:
     print(f"localization throughput: {len(samples)} images of {args.data}, device {device}, "
           f"batch {args.batch_size}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()})")  # fmt: skip
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average {load} at the start: on a machine shared with other jobs every pass "
+          "runs beside them; compare the side-by-side ratios, not absolute images/s")  # fmt: skip
     size = "full-size" if args.width == 1 else f"width-{args.width:g} (toy)"
     print(f"{size} networks with RANDOM weights (timing only: the same arithmetic as trained "
           f"ones); regressor boxes jittered by {args.box_jitter} window sides")  # fmt: skip
@@ -267,13 +314,13 @@ def measure(args) -> dict | None:
           "at that peak (a GPU below its peak needs proportionally fewer)\n")  # fmt: skip
     record = {"device": str(device), "images": len(samples), "batch_size": args.batch_size,
               "peak_tflops": peak, "box_jitter": args.box_jitter, "random_weights": True,
-              "width": args.width}  # fmt: skip
+              "width": args.width, "load_average_at_start": os.getloadavg()}  # fmt: skip
     if args.split:
         rows = split(args, device, samples, peak)
         record["split"] = [{k: v for k, v in r.items() if k not in ("labels", "boxes")}
                            for r in rows]  # fmt: skip
     if args.ratio:
-        record["ratio"] = ratio(args, device, samples)
+        record["ratio"] = ratio(args, device, samples, peak)
     return record
 
 

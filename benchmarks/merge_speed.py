@@ -13,8 +13,17 @@ results are also checked to be identical. Both timings come from the same run, s
 what to compare across machines. The last line says whether greedy_merge meets its target, at
 most TARGET_MS milliseconds (best wall-clock time) for TARGET_BOXES boxes.
 
+Then the batched merge (:func:`overfeat.merge_batched.batched_greedy_merge`, torch on
+``--device``) against greedy_merge one set after another, on ``--sets`` sets of each of
+``--batched-sizes`` boxes merged together (localize's measured sizes: a few hundred to about a
+thousand boxes per (image, class) at 4 scales, ``reports/benchmarks/localize_throughput-cpu.txt``),
+both results checked to be identical bit for bit; greedy_merge on one CPU thread, the batched
+merge with torch's threads. Their ratio is what decision MERGE_PATH (overfeat.merge_workers)
+rests on.
+
     python benchmarks/merge_speed.py
     python benchmarks/merge_speed.py --sizes 500 2000 --loop-max 2000
+    python benchmarks/merge_speed.py --sizes --batched-sizes 650 1080 --device cuda
 """
 
 from __future__ import annotations
@@ -25,8 +34,10 @@ import time
 import tracemalloc
 
 import numpy as np
+import torch
 
 from overfeat.merge import MERGE_THRESHOLD, greedy_merge, independent_groups, match_score
+from overfeat.merge_batched import batched_greedy_merge
 
 # The speed greedy_merge is held to on a 2-core CPU: a realistic set of 2,000 boxes in 50 ms.
 TARGET_MS, TARGET_BOXES = 50.0, 2000
@@ -91,7 +102,11 @@ def _peak_mb(fn) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 8000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[500, 2000, 8000])
+    parser.add_argument("--batched-sizes", type=int, nargs="*", default=[50, 650, 1080],
+                        help="boxes per set of the batched merge's timing")  # fmt: skip
+    parser.add_argument("--sets", type=int, default=5, help="sets merged together (a batch)")
+    parser.add_argument("--device", default="cpu", help="the batched merge's device")
     parser.add_argument("--loop-max", type=int, default=500,
                         help="run the literal loop up to this many boxes (cubic time)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="best of N for greedy_merge")
@@ -131,6 +146,48 @@ def main(argv=None) -> None:
         print(
             f"{goal}: {verdict} ({target[0] * 1e3:.1f} ms wall-clock, {target[1] * 1e3:.1f} ms cpu)"
         )
+    if args.batched_sizes:
+        batched(args)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def batched(args) -> list[dict]:
+    """greedy_merge set by set against batched_greedy_merge of the same sets together."""
+    device = torch.device(args.device)
+    print(
+        f"\nbatched merge of {args.sets} sets together on {device} (on a CPU one "
+        f"thread) vs greedy_merge set by set (one thread), best of {args.repeats}:"
+    )
+    print(f"{'boxes/set':>9} {'sets':>5} {'greedy_merge':>13} {'batched':>11} {'per set':>10} "
+          f"{'ratio':>6}  same result")  # fmt: skip
+    rows = []
+    for n in args.batched_sizes:
+        rng = np.random.default_rng(args.seed + n)
+        sets = [realistic_boxes(n, rng) for _ in range(args.sets)]
+        t_cpu, _, ref = _best_of(
+            lambda sets=sets: [greedy_merge(b, np.zeros(len(b))) for b in sets], args.repeats
+        )
+        batched_greedy_merge(sets[:1], device=device)  # the first call on a device initialises it
+        _sync(device)
+
+        def run(sets=sets):
+            out = batched_greedy_merge(sets, device=device)
+            _sync(device)
+            return out
+
+        t_dev, _, got = _best_of(run, args.repeats)
+        same = all(np.array_equal(r.boxes, b) and np.array_equal(r.assignment, a)
+                   for r, (b, a) in zip(ref, got))  # fmt: skip
+        rows.append({"boxes": n, "sets": args.sets, "greedy_merge_s": t_cpu, "batched_s": t_dev,
+                     "device": str(device), "identical": same})  # fmt: skip
+        print(f"{n:>9} {args.sets:>5} {t_cpu * 1e3:>10.1f} ms {t_dev * 1e3:>8.1f} ms "
+              f"{t_dev / args.sets * 1e3:>7.1f} ms {t_cpu / t_dev:>5.2f}x  "
+              f"{'yes' if same else 'NO'}", flush=True)  # fmt: skip
+    return rows
 
 
 if __name__ == "__main__":

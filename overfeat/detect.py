@@ -308,7 +308,7 @@ def detect_dataset(
     def candidates(images):
         return detection_candidates(model, background, regressor, images, protocol, times)
 
-    with pool_or(merges, options.merge_workers) as pool:
+    with pool_or(merges, options.merge_workers, options.merge_device) as pool:
         per_batch = merged_batches(batches, candidates, pool, protocol.merge_threshold, times)
         for indices, images, per_image in per_batch:
             for i, img, m in zip(indices, images, per_image):

@@ -54,7 +54,10 @@ class RunOptions:
     beside the next batch's forward pass (0: in the main process, between forward passes;
     :mod:`overfeat.merge_workers`; their results are the same either way; a script that sets
     it starts worker processes, so its entry point must sit under ``if __name__ ==
-    "__main__":``, as for any multiprocessing that does not fork).
+    "__main__":``, as for any multiprocessing that does not fork); ``merge_device`` ``None``
+    (greedy_merge on the CPU, in ``merge_workers`` processes) or a device on which a batch's
+    merges run together (:func:`overfeat.merge_batched.batched_greedy_merge`): the same merges
+    bit for bit, decision MERGE_PATH (:mod:`overfeat.merge_workers`).
 
     Decision REPRODUCE_FLOAT32: float32 unless ``amp="bf16"`` is asked for; bf16's effect on
     Table 2's numbers has not been measured on a GPU, so the reference stays float32.
@@ -68,6 +71,7 @@ class RunOptions:
     # 0 keeps the library's callers (the reproductions, the gate) in one process as before;
     # the commands pass MERGE_WORKERS (overfeat.merge_workers).
     merge_workers: int = 0
+    merge_device: str | None = None
 
 
 @dataclass

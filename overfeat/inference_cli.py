@@ -90,6 +90,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="processes running the greedy merges beside the next batch's forward "
                    "pass (default: the CPUs this process may use, MERGE_WORKERS; 0: in the main "
                    "process); the output does not depend on it")  # fmt: skip
+    p.add_argument("--merge-device", default=None, metavar="DEVICE",
+                   help="merge each batch's sets together on DEVICE (cpu, cuda) instead of set by "
+                   "set on the CPU (default, MERGE_PATH); the output does not depend on it")  # fmt: skip
     add_progress_flag(p)
 
 
@@ -222,8 +225,11 @@ def _options(args):
     from overfeat.merge_workers import default_merge_workers
 
     workers = default_merge_workers() if args.merge_workers is None else args.merge_workers
+    if args.merge_device is not None:  # the main process drives the device's merges
+        workers = 0
     amp = effective_amp(args.amp, args.device)
-    return RunOptions(args.device, args.batch_size, args.workers, amp, args.progress, workers)
+    return RunOptions(args.device, args.batch_size, args.workers, amp, args.progress, workers,
+                      args.merge_device)  # fmt: skip
 
 
 def _time_split(seconds: float, times, workers: int) -> tuple[str, dict]:

@@ -827,7 +827,8 @@ def localize_dataset(
     paths = [p for p, _ in samples]
     batches = image_batches(paths, options, f"localize ({protocol.summary()})")
     dense = protocol.views == "dense" and protocol.box_source != "image"
-    with pool_or(merges, options.merge_workers if dense else 0) as pool:
+    with pool_or(merges, options.merge_workers if dense else 0,
+                 options.merge_device if dense else None) as pool:  # fmt: skip
         if dense:
 
             def candidates(images):

@@ -15,6 +15,15 @@ the order the one-process run assembles them.
 Decision MERGE_WORKERS: ``overfeat localize`` and ``overfeat detect`` merge in as many worker
 processes as the CPUs this process may run on (``len(os.sched_getaffinity(0))``), ``0`` merging
 in the main process; the library's :class:`overfeat.inference.RunOptions` keeps ``0``.
+
+Decision MERGE_PATH (the fastest exact path, measured): merges run as
+:func:`overfeat.merge.greedy_merge`, one set at a time on the CPU, in the merge workers, unless
+a device is asked for (``--merge-device``, ``RunOptions.merge_device``), where
+:func:`overfeat.merge_batched.batched_greedy_merge` merges a batch's sets together in torch.
+Both give the literal loop's result bit for bit. On a 2-core CPU greedy_merge is 2 to 8 times
+faster than the batched merge on the CPU at localize's sizes (``benchmarks/merge_speed.py``,
+README "Performance"); the batched merge on a GPU is timed by ``nox -s gpu_check``, and this
+default changes only where that measurement favours it.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import numpy as np
 from overfeat.merge import greedy_merge
 
 __all__ = [
+    "MERGE_PATH",
     "MERGE_WORKERS",
     "MergePool",
     "MergedSet",
@@ -43,6 +53,7 @@ __all__ = [
 ]
 
 MERGE_WORKERS = "the CPUs this process may run on"
+MERGE_PATH = "greedy_merge on the CPU in the merge workers, unless a merge device is asked for"
 
 # A worker task holds sets until it has this many boxes: a set of a few dozen boxes merges in
 # well under a millisecond, less than sending it to a process costs.
@@ -161,7 +172,14 @@ class MergePool:
         self.close()
 
 
-def pool_or(merges: MergePool | None, workers: int):
-    """A context giving ``merges`` as it is (its owner closes it), else a new pool of
-    ``workers``, closed when the context ends."""
-    return nullcontext(merges) if merges is not None else MergePool(workers)
+def pool_or(merges: MergePool | None, workers: int, device: str | None = None):
+    """A context giving ``merges`` as it is (its owner closes it), else new merges closed when
+    the context ends: on ``device`` (:class:`overfeat.merge_batched.DeviceMerges`) where one is
+    given, else a pool of ``workers`` (decision MERGE_PATH)."""
+    if merges is not None:
+        return nullcontext(merges)
+    if device is not None:
+        from overfeat.merge_batched import DeviceMerges
+
+        return DeviceMerges(device)
+    return MergePool(workers)

@@ -51,6 +51,9 @@ def test_dry_run_reports_every_part(tmp_path):
     # The CPU computes the same bits in either mode: both resumed runs equal their whole runs.
     assert parts["determinism"]["deterministic"]["bit_for_bit"]
     assert parts["determinism"]["default"]["bit_for_bit"]
+    # the merges in CPU workers and batched on the device (MERGE_PATH) give the same output
     assert parts["localization"]["ratio"]["identical_output"]
+    assert parts["localization"]["ratio"]["merge_device"] == "cpu"
+    assert parts["localization"]["ratio"]["images_per_s"]["device"] > 0
     assert {r["scales"][-1] for r in parts["localization"]["split"]} == {1, 2}
     assert parts["gate"]["exit_code"] == 0

@@ -20,6 +20,7 @@ from overfeat.localize import (
     merge_per_class,
     merged_batches,
 )
+from overfeat.merge_batched import DeviceMerges
 from overfeat.merge_workers import MergedSet, MergePool, PendingMerges, default_merge_workers
 
 WORKERS = 2
@@ -88,7 +89,7 @@ def test_merged_batches_give_merge_per_class_per_image_in_workers_and_in_the_mai
     def candidates_of(images):
         return [cands["abcde".index(x)] for x in images]
 
-    for p in (pool, MergePool(0)):
+    for p in (pool, MergePool(0), DeviceMerges("cpu")):
         times = StageTimes()
         out = list(merged_batches(iter(batches), candidates_of, p, 0.5, times))
         assert [o[0] for o in out] == [b[0] for b in batches]
@@ -164,25 +165,33 @@ def _jittered_regressor(model, seed=0):
 
 
 @pytest.mark.parametrize("source", ["window", "regressor"])
-def test_localize_dataset_with_merge_workers_equals_the_main_process_run(synthetic, source):
+def test_localize_dataset_with_merge_workers_or_a_merge_device_equals_the_main_process_run(
+    synthetic, source
+):
     """Window boxes: the mirror image's windows coincide with the image's, so sets are full of
-    exact ties; regressor boxes: every box differs. Two images per batch, three batches."""
+    exact ties; regressor boxes: every box differs. Two images per batch, three batches. In
+    the main process, in merge workers, and batched on a merge device (MERGE_PATH)."""
     model = _toy("fast", classes=3)
     reg = _jittered_regressor(model) if source == "regressor" else None
     samples, _, _ = localization_images(synthetic / "data")
     protocol = LocalizationProtocol(scales=(1, 2), box_source=source)
     runs = [localize_dataset(model, reg, samples, protocol,
-                             RunOptions(batch_size=2, workers=0, progress=False, merge_workers=w))
-            for w in (0, WORKERS)]  # fmt: skip
-    main, workers = runs
-    for field in ("labels", "boxes", "scores", "decoded", "image_sizes", "merged"):
-        assert np.array_equal(getattr(main, field), getattr(workers, field), equal_nan=True), field
-    assert main.names == workers.names and len(main.names) == 6
-    assert workers.times.merge_sizes == main.times.merge_sizes
+                             RunOptions(batch_size=2, workers=0, progress=False, merge_workers=w,
+                                        merge_device=d))
+            for w, d in ((0, None), (WORKERS, None), (0, "cpu"))]  # fmt: skip
+    main = runs[0]
+    for other in runs[1:]:
+        for field in ("labels", "boxes", "scores", "decoded", "image_sizes", "merged"):
+            assert np.array_equal(getattr(main, field), getattr(other, field), equal_nan=True), field
+        assert main.names == other.names and len(main.names) == 6
+        assert other.times.merge_sizes == main.times.merge_sizes
+    workers = runs[1]
     assert set(workers.times.seconds) == {"forward", "decode", "merge"}
 
 
-def test_detect_dataset_with_merge_workers_equals_the_main_process_run(synthetic):
+def test_detect_dataset_with_merge_workers_or_a_merge_device_equals_the_main_process_run(
+    synthetic,
+):
     from overfeat.data import open_detection
 
     torch.manual_seed(0)
@@ -190,13 +199,15 @@ def test_detect_dataset_with_merge_workers_equals_the_main_process_run(synthetic
     paths = [p for p, _ in open_detection(synthetic / "data", "val").samples]
     protocol = DetectionProtocol(scales=(1, 2), box_source="window", threshold=0.05)
     runs = [detect_dataset(model, 3, None, paths, protocol,
-                           RunOptions(batch_size=2, workers=0, progress=False, merge_workers=w))
-            for w in (0, WORKERS)]  # fmt: skip
+                           RunOptions(batch_size=2, workers=0, progress=False, merge_workers=w,
+                                      merge_device=d))
+            for w, d in ((0, None), (WORKERS, None), (0, "cpu"))]  # fmt: skip
     assert sum(len(d.scores) for d in runs[0].detections) > 0
-    for a, b in zip(runs[0].detections, runs[1].detections):
-        assert a.merged == b.merged
-        for x, y in zip(a[:3], b[:3]):
-            assert np.array_equal(x, y)
+    for other in runs[1:]:
+        for a, b in zip(runs[0].detections, other.detections):
+            assert a.merged == b.merged
+            for x, y in zip(a[:3], b[:3]):
+                assert np.array_equal(x, y)
 
 
 def test_the_gates_never_merges_fault_reaches_every_merge_of_a_pass(synthetic, monkeypatch):
@@ -220,18 +231,20 @@ def test_localize_command_writes_the_same_files_whatever_its_merge_workers(
     synthetic, tmp_path, capsys
 ):
     outs = []
-    for workers in (0, WORKERS):
-        out = tmp_path / f"loc-{workers}.txt"
+    for workers, device in ((0, None), (WORKERS, None), (WORKERS, "cpu")):
+        out = tmp_path / f"loc-{workers}-{device}.txt"
         rc = _cli("localize", "--classifier", synthetic / "run", "--box-source", "window",
                   "--scales", "1,2", "--data", synthetic / "data", "--out", out,
                   "--batch-size", 2, "--workers", 0, "--no-progress",
-                  "--merge-workers", workers)  # fmt: skip
+                  "--merge-workers", workers,
+                  *(("--merge-device", device) if device else ()))  # fmt: skip
         printed = capsys.readouterr()
         assert rc == 0, printed.err
-        where = f"in {workers} worker processes" if workers else "in the main process"
+        # a merge device is driven by the main process, whatever --merge-workers says
+        where = "in the main process" if device or not workers else f"in {workers} worker processes"
         assert where in printed.out
         outs.append(out.read_bytes())
-    assert outs[0] == outs[1]
+    assert outs[0] == outs[1] == outs[2]
 
 
 def test_a_negative_merge_worker_count_is_refused(synthetic, tmp_path, capsys):
