@@ -6,7 +6,8 @@ sees is rendered from those two files by this module, never typed:
 - ``<run>.md``: the table, paper beside reproduced with the delta and each row's 95% interval,
   and the paper's directions, each with its paired interval, p-value, verdict and the images
   needed to resolve it, all recomputed from ``<run>.outcomes.csv.gz``
-  (:mod:`evaluation.uncertainty`); a report without that file says that it has none;
+  (:mod:`evaluation.uncertainty`); a report without that file says that it has none; a
+  localization or detection report links ``<run>.gallery.png`` where it is beside it;
 - ``<run>.png``: the table as a plot (Table 2: top-1 and top-5 error per row, paper beside
   reproduced);
 - ``reports/README.md``: the index of every report;
@@ -43,6 +44,7 @@ __all__ = [
     "detection_plot",
     "figure9_markdown",
     "figure9_plot",
+    "gallery_lines",
     "judged_markdown",
     "ordinal",
     "read_judged",
@@ -383,12 +385,31 @@ def figure9_controls(table: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_index()
 
 
+def gallery_lines(gallery_name: str | None) -> list[str]:
+    """The gallery section of a localization or detection report: the picture
+    ``<run>.gallery.png`` (:mod:`overfeat.reproduce.gallery`) and one line on what it shows;
+    nothing without one."""
+    if not gallery_name:
+        return []
+    return [
+        "## Gallery",
+        "",
+        "A few validation images (decision GALLERY_RULE), as the paper's Figures 6 and 7 show "
+        "them: the ground truth dashed green, the boxes before the merge thin and coloured by "
+        "scale, the merged guesses ranked with their scores (the best in red).",
+        "",
+        f"![Gallery: ground truth, boxes before the merge by scale, merged guesses]({gallery_name})",
+        "",
+    ]
+
+
 def figure9_markdown(
-    table: pd.DataFrame, meta: dict, png_name: str | None = None, judged: pd.DataFrame | None = None
+    table: pd.DataFrame, meta: dict, png_name: str | None = None, judged: pd.DataFrame | None = None,
+    gallery_name: str | None = None,
 ) -> str:
     """The Figure 9 report: what ran, the bars with their 95% intervals, the directions judged
     (more scales, dense vs centred crop, PCR vs SCR, the regressor vs each baseline), the
-    baselines."""
+    baselines, and with ``gallery_name`` the gallery's picture (:func:`gallery_lines`)."""
     lines = [f"# Figure 9 reproduced: {meta.get('run', 'run')}", ""]
     lines += _header_lines(meta)
     controls = figure9_controls(table)
@@ -424,6 +445,7 @@ def figure9_markdown(
     ]
     if png_name:
         lines += [f"![Figure 9: paper vs reproduced]({png_name})", ""]
+    lines += gallery_lines(gallery_name)
     return "\n".join(lines)
 
 
@@ -469,10 +491,12 @@ def figure9_plot(table: pd.DataFrame, path: str | Path, title: str) -> Path:
 
 
 def detection_markdown(
-    table: pd.DataFrame, meta: dict, png_name: str | None = None, judged: pd.DataFrame | None = None
+    table: pd.DataFrame, meta: dict, png_name: str | None = None, judged: pd.DataFrame | None = None,
+    gallery_name: str | None = None,
 ) -> str:
     """The detection report: what ran, mAP per system (with its 95% bootstrap interval over
-    images) beside the paper's, the directions judged, per-class AP."""
+    images) beside the paper's, the directions judged, per-class AP, and with ``gallery_name``
+    the gallery's picture (:func:`gallery_lines`)."""
     lines = [f"# Detection reproduced: {meta.get('run', 'run')}", ""]
     lines += _header_lines(meta)
     rows = [
@@ -515,6 +539,7 @@ def detection_markdown(
         lines += ["## Average precision per class", "", markdown_table(header, body), ""]
     if png_name:
         lines += [f"![Detection: AP per class]({png_name})", ""]
+    lines += gallery_lines(gallery_name)
     return "\n".join(lines)
 
 
@@ -621,6 +646,13 @@ def run_summary(csv_path: str | Path) -> str:
 # ----------------------------------------------------------------------------- runs and index
 
 
+def _gallery(csv_path: Path) -> str | None:
+    """``<run>.gallery.png``'s name where it is beside the report (drawn by
+    :func:`overfeat.reproduce.gallery.render_galleries`, before the report is rendered)."""
+    png = csv_path.with_name(f"{csv_path.stem}.gallery.png")
+    return png.name if png.is_file() else None
+
+
 def render_run(csv_path: str | Path) -> Path:
     """Render ``<run>.md`` (and for Table 2 ``<run>.png``) beside ``csv_path``; returns the .md."""
     csv_path = Path(csv_path)
@@ -636,12 +668,14 @@ def render_run(csv_path: str | Path) -> Path:
         png = figure9_plot(
             table, csv_path.with_suffix(".png"), f"Figure 9, paper vs reproduced: {csv_path.stem}"
         )
-        md_path.write_text(figure9_markdown(table, meta, png.name, judged), encoding="utf-8")
+        md_path.write_text(figure9_markdown(table, meta, png.name, judged, _gallery(csv_path)),
+                           encoding="utf-8")  # fmt: skip
     elif artifact == "detection":
         png = detection_plot(
             table, meta, csv_path.with_suffix(".png"), f"Detection, AP per class: {csv_path.stem}"
         )
-        md_path.write_text(detection_markdown(table, meta, png.name, judged), encoding="utf-8")
+        md_path.write_text(detection_markdown(table, meta, png.name, judged, _gallery(csv_path)),
+                           encoding="utf-8")  # fmt: skip
     else:
         title = {"table4": "Table 4", "table5": "Table 5"}.get(artifact, artifact)
         md_path.write_text(

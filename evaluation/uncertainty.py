@@ -35,7 +35,6 @@ from evaluation.verdicts import (
     count_verdicts,
     error_interval,
     judge_direction,
-    paired_bootstrap,
     paired_bootstrap_distribution,
     seed_spread,
     verdict,
@@ -226,14 +225,30 @@ def _specs(artifact: str, table: pd.DataFrame):
             yield name, "mAP", cand, base, math.nan, sign
 
 
+def _map_difference(a: MetricByImage, b: MetricByImage) -> tuple[float, float, float] | None:
+    """``(mAP(b) − mAP(a), low, high)`` with the paired bootstrap interval, None where the
+    image list holds no object (no mAP to compare). A resample that draws only images without
+    objects has no mAP for either row (the rows share their positives), so it is left out of
+    the quantiles, as :func:`_map_interval` leaves it out of a row's interval; a few such draws
+    are common on a short image list with empty images."""
+    s = VERDICT_STATISTICS
+    observed, diffs = paired_bootstrap_distribution(a, b, n=a.n, resamples=s.resamples,
+                                                    seed=s.seed)  # fmt: skip
+    diffs = diffs[~np.isnan(diffs)]
+    if math.isnan(observed) or diffs.size == 0:
+        return None
+    low, high = np.quantile(diffs, [(1 - s.level) / 2, (1 + s.level) / 2])
+    return observed, float(low), float(high)
+
+
 def judged_directions(
     artifact: str, table: pd.DataFrame, outcomes: pd.DataFrame | None
 ) -> pd.DataFrame:
     """The artifact's directions (:data:`DIRECTION_COLUMNS`), one line each; ``verdict`` is
-    ``"n/a"`` where either row has no outcomes. Differences ``candidate − baseline`` in
-    percentage points (error: negative, the candidate is better; mAP: positive); the paper's
-    delta is NaN where the paper states the direction but no number (then no images-to-resolve,
-    which needs the paper's effect size)."""
+    ``"n/a"`` where either row has no outcomes (or, for mAP, where the images hold no object).
+    Differences ``candidate − baseline`` in percentage points (error: negative, the candidate
+    is better; mAP: positive); the paper's delta is NaN where the paper states the direction but
+    no number (then no images-to-resolve, which needs the paper's effect size)."""
     lines = []
     for name, metric, cand, base, paper_delta, sign in _specs(artifact, table):
         line = dict.fromkeys(DIRECTION_COLUMNS, math.nan) | {
@@ -241,8 +256,9 @@ def judged_directions(
             "paper_delta": round(paper_delta, 4), "verdict": "n/a"}  # fmt: skip
         if artifact == "detection":
             a, b = map_by_image(outcomes, base), map_by_image(outcomes, cand)
-            if a is not None and b is not None:
-                diff, low, high = paired_bootstrap(a, b, n=a.n)
+            judged = None if a is None or b is None else _map_difference(a, b)
+            if judged is not None:
+                diff, low, high = judged
                 line |= {"images": a.n, "difference": _pct(diff), "low": _pct(low),
                          "high": _pct(high), "verdict": verdict(low, high, sign)}  # fmt: skip
             lines.append(line)

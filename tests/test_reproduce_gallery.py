@@ -82,6 +82,37 @@ def test_an_absent_image_is_drawn_as_a_blank_canvas_and_said(tmp_path):
     assert len(notes) == 1 and notes[0].startswith("b:")
 
 
+@pytest.mark.parametrize("artifact", ["figure9", "detection"])
+def test_a_report_links_its_gallery_picture_only_where_it_is_beside_it(tmp_path, artifact):
+    """The committed embedded-default report (its CSV and JSON) re-rendered in a bare folder:
+    no gallery picture, no gallery section; with ``<run>.gallery.png`` there, one image link to
+    it, relative to the Markdown, and the line saying what it shows."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    from evaluation.render import render_run
+
+    committed = Path(__file__).resolve().parents[1] / "reports" / artifact
+    folder = tmp_path / "reports" / artifact
+    folder.mkdir(parents=True)
+    for suffix in (".csv", ".json"):
+        shutil.copy(committed / f"embedded-default{suffix}", folder)
+    csv = folder / "embedded-default.csv"
+    md = render_run(csv).read_text()
+    assert "gallery" not in md.lower()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "embedded-default.gallery.png")
+    md = render_run(csv).read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]*gallery[^)]*)\)", md)
+    assert links == ["embedded-default.gallery.png"]
+    assert (csv.parent / links[0]).is_file()
+    section = md[md.index("## Gallery"):]
+    for shown in ("ground truth", "before the merge", "coloured by scale", "merged guesses"):
+        assert shown in section
+    # The report's own plot is still linked beside it.
+    assert "](embedded-default.png)" in md
+
+
 # ----------------------------------------------------------------------------- end to end
 
 WIDTH = 0.0625
@@ -182,6 +213,9 @@ def test_figure9_saves_the_rule_images_boxes_and_report_draws_them_without_a_net
     assert not (reports / "figure9" / "other.gallery.png").exists()
     with Image.open(png) as im:
         assert im.size == _expected_size(3)
+    # The picture is drawn before the reports are rendered, so the report with one links it.
+    assert "](tiny.gallery.png)" in (reports / "figure9" / "tiny.md").read_text()
+    assert "gallery.png" not in (reports / "figure9" / "other.md").read_text()
 
 
 def test_detection_saves_the_rule_images_from_the_det_annotations(tiny):
@@ -209,3 +243,5 @@ def test_detection_saves_the_rule_images_from_the_det_annotations(tiny):
         assert sorted(t[0] for t in e["truth"]) == sorted(dict(rows)[e["name"]])
         assert len(e["guesses"]) <= 5
     assert (reports / "detection" / "tiny.gallery.png").is_file()
+    # The run draws its picture before it renders its report, so the report links it.
+    assert "](tiny.gallery.png)" in (reports / "detection" / "tiny.md").read_text()

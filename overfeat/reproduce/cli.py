@@ -269,12 +269,12 @@ def _render(args: argparse.Namespace, csv_path) -> None:
     from pathlib import Path
 
     from evaluation.render import render_run, update_readme
-
-    render_run(csv_path)
     from overfeat.reproduce.gallery import render_galleries
 
+    # The gallery first: the report links its picture only where it is there.
     for line in render_galleries(args.reports, [Path(csv_path)]):
         print(line, flush=True)
+    render_run(csv_path)
     if args.readme and Path(args.readme).is_file():
         update_readme(args.readme, args.reports)
 
@@ -459,8 +459,9 @@ def _run_report(args: argparse.Namespace) -> int:
     from evaluation.render import render_all
     from overfeat.reproduce.gallery import render_galleries
 
-    for path in render_all(args.reports, args.readme):
-        print(f"wrote {path}")
+    # The galleries first: each report links its picture only where it is there.
     for line in render_galleries(args.reports):
         print(line)
+    for path in render_all(args.reports, args.readme):
+        print(f"wrote {path}")
     return 0
