@@ -11,6 +11,7 @@ the worst rise from a run's best epoch to its last, and chance).
 
     python benchmarks/toy_seed_spread.py                      # 5 seeds × 2 kernel sets × 2 nets
     python benchmarks/toy_seed_spread.py --seeds 0 --perturbations default-1t
+    python benchmarks/toy_seed_spread.py --readme README.md  # also the README's table
 
 Runs go to ``--out`` (resumable: a finished run is read back, not trained again). Two 1-thread
 processes run at once on a 2-core machine (``--parallel``).
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/seed-spread")
     p.add_argument("--report", default="reports/training/seed-spread")
     p.add_argument("--parallel", type=int, default=2)
+    p.add_argument("--readme", default=None, metavar="README.md",
+                   help="also rewrite the table between this README's seed-spread markers")  # fmt: skip
     p.add_argument("--train-args", default="", metavar="'ARGS'",
                    help="more 'overfeat train classifier' flags, e.g. '--lr-milestones 12,16' "
                    "(the toy recipe's halvings before decision TOY_SCHEDULE)")  # fmt: skip
@@ -107,9 +110,23 @@ def main(argv: list[str] | None = None) -> int:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    report.with_suffix(".md").write_text(render(rows, len(seeds), args) + "\n")
-    print(report.with_suffix(".md").read_text())
+    text = render(rows, len(seeds), args)
+    report.with_suffix(".md").write_text(text + "\n")
+    print(text)
+    if args.readme:
+        _rewrite_block(Path(args.readme), "seed-spread", "\n".join(
+            line for line in text.splitlines() if line.startswith("|")))
     return 0
+
+
+def _rewrite_block(readme: Path, name: str, body: str) -> None:
+    """Replace what lies between ``<!-- NAME begin -->`` and ``<!-- NAME end -->``."""
+    text = readme.read_text()
+    begin, end = f"<!-- {name} begin -->", f"<!-- {name} end -->"
+    if begin not in text or end not in text:
+        raise SystemExit(f"{readme}: no {begin} … {end} block to rewrite")
+    head, rest = text.split(begin, 1)
+    readme.write_text(f"{head}{begin}\n{body}\n{end}{rest.split(end, 1)[1]}")
 
 
 def render(rows: list[dict], seeds: int, args) -> str:
