@@ -233,3 +233,32 @@ def test_real_det_val_mini_scores_in_the_200_class_space(det_val_mini, devkit_di
             counts[obj.findtext("name")] = counts.get(obj.findtext("name"), 0) + 1
     npos = meta["rows"]["DET-WIN"]["npos"]
     assert {meta["classes"][k]: v for k, v in enumerate(npos) if v} == counts
+
+
+def test_detect_reads_the_det_classes_the_detector_recorded(det_detector, layout, tmp_path, capsys):
+    """`overfeat detect` with a DET-space detector and no --classes: the outputs are the run's
+    two DET classes, written as the devkit's DET_IDs (1 the ancestor, 2 cls[2]) and scored
+    against its 200 classes, the same objects per class as counted by hand above."""
+    from overfeat.cli import main
+
+    out = tmp_path / "det.txt"
+    rc = main([str(a) for a in ("detect", "--detector", det_detector, "--box-source", "window",
+                                "--scales", 1, "--threshold", 0.0, "--data", layout["root"],
+                                "--out", out, "--score", "--workers", 0, "--no-progress")])  # fmt: skip
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    sub = read_det_submission(out, num_images=2, num_classes=200)
+    assert len(sub) > 0 and set(sub.det_id.tolist()) <= {1, 2}
+    record = json.loads(out.with_name("det.txt.json").read_text())
+    assert record["label_space"] == "DET_ID (meta_det.mat)"
+    assert str(layout["devkit"] / "meta_det.mat") in record["score_command"]
+    npos = np.array(record["harness"]["npos"])
+    want = np.zeros(200, int)
+    want[[0, 1, 7]] = [1, 2, 1]
+    assert npos.tolist() == want.tolist()
+    # Without a devkit beside the data, a DET-space detector is refused, naming --meta-det.
+    moved = tmp_path / "alone" / "ilsvrc"
+    shutil.copytree(layout["root"], moved)
+    rc = main([str(a) for a in ("detect", "--detector", det_detector, "--box-source", "window",
+                                "--data", moved, "--out", tmp_path / "x.txt")])  # fmt: skip
+    assert rc == 2 and "pass --meta-det" in capsys.readouterr().err
