@@ -262,3 +262,54 @@ def test_detect_reads_the_det_classes_the_detector_recorded(det_detector, layout
     rc = main([str(a) for a in ("detect", "--detector", det_detector, "--box-source", "window",
                                 "--data", moved, "--out", tmp_path / "x.txt")])  # fmt: skip
     assert rc == 2 and "pass --meta-det" in capsys.readouterr().err
+
+
+def _train_regressor(detector: Path, data: Path, out: Path, kind: str) -> dict:
+    from overfeat.cli import main
+
+    argv = ["train", "regressor", "--classifier", detector, "--data", data, "--out", out,
+            "--type", kind, "--recipe", "toy", "--scales", "1", "--batch-size", "4",
+            "--max-train-samples", "4", "--workers", "0", "--epochs", "1", "--no-progress",
+            "--device", "cpu"]  # fmt: skip
+    assert main([str(a) for a in argv]) == 0
+    return torch.load(list_checkpoints(out)[-1], weights_only=True)
+
+
+def test_regressors_on_a_det_detector_train_in_its_label_space(det_detector, layout, tmp_path):
+    """REGRESSOR_DET_SPACE: a PCR on the DET detector has one box per DET output (2: the
+    ancestor over cls 0 and 1, and cls 2), each training image relabelled as the detector's
+    objects are; an SCR names no class and keeps every boxed image."""
+    from train_spatial_support import TOY_WIDTH
+
+    from overfeat.data.boxed import clsloc_training_images
+    from overfeat.engine.detector import load_detector
+    from overfeat.engine.regressor import load_regressor, regressor_training_images
+    from overfeat.inference_cli import _check_detection_regressor
+    from overfeat.localize import check_regressor
+
+    root, cls = layout["root"], layout["cls"]
+    dstate = torch.load(list_checkpoints(det_detector)[-1], weights_only=True)
+    plain = clsloc_training_images(root)
+    pcr_source = regressor_training_images(root, dstate, "pcr")
+    assert pcr_source.classes == [ANCESTOR, cls[2]] and len(pcr_source.records) == len(plain.records)
+    for r, p in zip(pcr_source.records, plain.records):
+        assert r.label == (0 if p.label < 2 else 1)
+        assert r.classes.tolist() == [0 if c < 2 else 1 for c in p.classes.tolist()]
+    scr_source = regressor_training_images(root, dstate, "scr")
+    assert scr_source.classes == cls
+    assert [r.label for r in scr_source.records] == [p.label for p in plain.records]
+
+    pcr = _train_regressor(det_detector, root, tmp_path / "pcr", "pcr")
+    assert pcr["regressor_config"] == {"kind": "pcr", "num_classes": 2, "width": TOY_WIDTH}
+    assert pcr["regressor"]["layers.reg3.weight"].shape[0] == 4 * 2
+    scr = _train_regressor(det_detector, root, tmp_path / "scr", "scr")
+    assert scr["regressor"]["layers.reg3.weight"].shape[0] == 4
+    detector, _ = load_detector(det_detector)
+    for run in ("pcr", "scr"):  # both box the detector's outputs: no refusal
+        _check_detection_regressor(detector, load_regressor(tmp_path / run, detector), check_regressor)
+
+    # A data set without a class the detector's outputs cover is not the detector's data.
+    other = dstate | {"detector": dstate["detector"] | {
+        "det_cover": dstate["detector"]["det_cover"] | {cls[2]: ["n01234567"]}}}  # fmt: skip
+    with pytest.raises(ValueError, match="cover 1 class.*n01234567.*pass the data set"):
+        regressor_training_images(root, other, "scr")
