@@ -463,10 +463,11 @@ def _detector_classes(args, recorded=None) -> tuple[list[str], list[str]]:
 def _det_meta(args, space: str | None) -> Path | None:
     """``--meta-det``, else for a detector in the DET label space the ``meta_det.mat`` found
     beside ``--data`` (DET_DEVKIT_SEARCH): its outputs are DET classes, scored against the
-    devkit's 200; a refusal naming ``--meta-det`` when there is none."""
+    devkit's 200; a refusal naming ``--meta-det`` when there is none. ``--classes`` names the
+    outputs itself, and keeps the numbering it asks for."""
     from overfeat.data.label_space import DET_SPACE, find_det_devkit
 
-    if args.meta_det is not None or space != DET_SPACE:
+    if args.meta_det is not None or args.classes is not None or space != DET_SPACE:
         return args.meta_det
     devkit = find_det_devkit(args.data)
     if devkit is None:
