@@ -163,10 +163,12 @@ def register(subparsers) -> None:
     det.add_argument("--seed", type=int, default=0, help="random baseline's seed")
     det.add_argument("--classes", type=Path, default=None, metavar="SYNSETS",
                      help="'WNID words' per line in the detector's class order (default: the "
-                     "data set's LOC_synset_mapping.txt)")  # fmt: skip
+                     "classes the detector's run recorded, else the data set's "
+                     "LOC_synset_mapping.txt)")  # fmt: skip
     det.add_argument("--meta-det", type=Path, default=None, metavar="META_DET_MAT",
-                     help="the devkit's meta_det.mat: write the devkit's DET_IDs (default: none: "
-                     "class index + 1, DET_IDS_SORTED_INDEX)")  # fmt: skip
+                     help="the devkit's meta_det.mat: write the devkit's DET_IDs (default: for "
+                     "a detector in the DET label space the one beside --data, DET_DEVKIT_SEARCH; "
+                     "else none: class index + 1, DET_IDS_SORTED_INDEX)")  # fmt: skip
     _common(det)
     det.set_defaults(func=_run_detect)
 
@@ -428,15 +430,18 @@ def _run_localize(args) -> int:
 
 
 def _detector(args):
-    """(detector in eval mode, background index, label) of ``--detector``."""
+    """(detector in eval mode, background index, label, (label space, output WNIDs or ``None``))
+    of ``--detector`` (DET_LABEL_SPACE: what its run recorded)."""
     load_detector = _engine("detector", "load_detector", "--detector")
-    model, background = load_detector(args.detector)
-    return model.eval(), int(background), f"{args.detector.name}"
+    model, background, space = load_detector(args.detector, with_space=True)
+    return model.eval(), int(background), f"{args.detector.name}", space
 
 
-def _detector_classes(args) -> tuple[list[str], list[str]]:
+def _detector_classes(args, recorded=None) -> tuple[list[str], list[str]]:
     """The object classes (WNIDs, the detector's order) and their words: ``--classes``, else the
-    CLS-LOC classes of ``--data`` (the classes a detector trained on it learned)."""
+    classes the detector's run recorded (``recorded``: its output WNIDs, words from
+    ``--meta-det`` where it names them), else the CLS-LOC classes of ``--data`` (the classes a
+    detector trained on it learned)."""
     from overfeat.data.readers import classification_samples, read_synset_mapping
 
     if args.classes is not None:
@@ -444,13 +449,37 @@ def _detector_classes(args) -> tuple[list[str], list[str]]:
     try:
         _, classes, layout = classification_samples(args.data, "val")
     except (FileNotFoundError, ValueError):
-        raise _Refused(f"--data {args.data} has no CLS-LOC class list to name the detector's "
-                       "classes; pass --classes FILE ('WNID words' per line, detector order)") from None  # fmt: skip
-    words = [""] * len(classes)
-    if layout.synset_mapping is not None:
+        if not recorded:
+            raise _Refused(f"--data {args.data} has no CLS-LOC class list to name the detector's "
+                           "classes; pass --classes FILE ('WNID words' per line, detector order)") from None  # fmt: skip
+        classes, layout = recorded, None
+    classes = list(recorded or classes)
+    words = dict.fromkeys(classes, "")
+    if layout is not None and layout.synset_mapping is not None:
         wnids, text = read_synset_mapping(layout.synset_mapping)
-        words = [dict(zip(wnids, text)).get(w, "") for w in classes]
-    return list(classes), words
+        words |= {w: t for w, t in zip(wnids, text) if w in words}
+    if recorded and args.meta_det is not None:
+        from evaluation.labels import DetLabels
+
+        labels = DetLabels.from_devkit_meta(args.meta_det)
+        words |= {w: n for w, n in zip(labels.wnids, labels.names) if w in words}
+    return classes, [words[c] for c in classes]
+
+
+def _det_meta(args, space: str | None) -> Path | None:
+    """``--meta-det``, else for a detector in the DET label space the ``meta_det.mat`` found
+    beside ``--data`` (DET_DEVKIT_SEARCH): its outputs are DET classes, scored against the
+    devkit's 200; a refusal naming ``--meta-det`` when there is none. ``--classes`` names the
+    outputs itself, and keeps the numbering it asks for."""
+    from overfeat.data.label_space import DET_SPACE, find_det_devkit
+
+    if args.meta_det is not None or args.classes is not None or space != DET_SPACE:
+        return args.meta_det
+    devkit = find_det_devkit(args.data)
+    if devkit is None:
+        raise _Refused(f"--detector {args.detector} outputs DET classes, but no meta_det.mat was "
+                       f"found beside --data {args.data}; pass --meta-det META_DET_MAT")  # fmt: skip
+    return devkit.meta_det
 
 
 def _image_sizes(paths) -> list[tuple[int, int]]:
@@ -498,7 +527,17 @@ def _run_detect(args) -> int:
             raise _Refused(f"--data {args.data}: no DET validation image")
         names = [ann.image for _, ann in samples]
         paths = [p for p, _ in samples]
-        classes, words = _detector_classes(args)
+        detector = None
+        if args.box_source != "random":
+            if args.detector is None:
+                raise _Refused("pass --detector RUN (or --box-source random)")
+            detector = _detector(args)
+            # DET_LABEL_SPACE: a run that recorded its outputs names them; --classes overrides.
+            space, recorded = detector[3]
+            args.meta_det = _det_meta(args, space)
+            classes, words = _detector_classes(args, recorded)
+        else:
+            classes, words = _detector_classes(args)
         det_labels = None
         if args.meta_det is not None:
             det_labels = DetLabels.from_devkit_meta(args.meta_det)
@@ -515,13 +554,12 @@ def _run_detect(args) -> int:
                 per_image = len(read_det_submission(args.like)) / len(names)
             networks = {"random": {"per_image": per_image, "seed": args.seed}}
         else:
-            if args.detector is None:
-                raise _Refused("pass --detector RUN (or --box-source random)")
-            model, background, label = _detector(args)
+            model, background, label, _ = detector
             if model.num_classes != len(classes) + 1:
+                named = args.classes or ("its run" if recorded else "the data set")
                 raise _Refused(
                     f"--detector {args.detector} has {model.num_classes} outputs; the "
-                    f"{len(classes)} classes of {args.classes or 'the data set'} and the "
+                    f"{len(classes)} classes of {named} and the "
                     "background need one more; pass the classes it was trained on (--classes)"
                 )
             regressor = None

@@ -233,3 +233,83 @@ def test_real_det_val_mini_scores_in_the_200_class_space(det_val_mini, devkit_di
             counts[obj.findtext("name")] = counts.get(obj.findtext("name"), 0) + 1
     npos = meta["rows"]["DET-WIN"]["npos"]
     assert {meta["classes"][k]: v for k, v in enumerate(npos) if v} == counts
+
+
+def test_detect_reads_the_det_classes_the_detector_recorded(det_detector, layout, tmp_path, capsys):
+    """`overfeat detect` with a DET-space detector and no --classes: the outputs are the run's
+    two DET classes, written as the devkit's DET_IDs (1 the ancestor, 2 cls[2]) and scored
+    against its 200 classes, the same objects per class as counted by hand above."""
+    from overfeat.cli import main
+
+    out = tmp_path / "det.txt"
+    rc = main([str(a) for a in ("detect", "--detector", det_detector, "--box-source", "window",
+                                "--scales", 1, "--threshold", 0.0, "--data", layout["root"],
+                                "--out", out, "--score", "--workers", 0, "--no-progress")])  # fmt: skip
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    sub = read_det_submission(out, num_images=2, num_classes=200)
+    assert len(sub) > 0 and set(sub.det_id.tolist()) <= {1, 2}
+    record = json.loads(out.with_name("det.txt.json").read_text())
+    assert record["label_space"] == "DET_ID (meta_det.mat)"
+    assert str(layout["devkit"] / "meta_det.mat") in record["score_command"]
+    npos = np.array(record["harness"]["npos"])
+    want = np.zeros(200, int)
+    want[[0, 1, 7]] = [1, 2, 1]
+    assert npos.tolist() == want.tolist()
+    # Without a devkit beside the data, a DET-space detector is refused, naming --meta-det.
+    moved = tmp_path / "alone" / "ilsvrc"
+    shutil.copytree(layout["root"], moved)
+    rc = main([str(a) for a in ("detect", "--detector", det_detector, "--box-source", "window",
+                                "--data", moved, "--out", tmp_path / "x.txt")])  # fmt: skip
+    assert rc == 2 and "pass --meta-det" in capsys.readouterr().err
+
+
+def _train_regressor(detector: Path, data: Path, out: Path, kind: str) -> dict:
+    from overfeat.cli import main
+
+    argv = ["train", "regressor", "--classifier", detector, "--data", data, "--out", out,
+            "--type", kind, "--recipe", "toy", "--scales", "1", "--batch-size", "4",
+            "--max-train-samples", "4", "--workers", "0", "--epochs", "1", "--no-progress",
+            "--device", "cpu"]  # fmt: skip
+    assert main([str(a) for a in argv]) == 0
+    return torch.load(list_checkpoints(out)[-1], weights_only=True)
+
+
+def test_regressors_on_a_det_detector_train_in_its_label_space(det_detector, layout, tmp_path):
+    """REGRESSOR_DET_SPACE: a PCR on the DET detector has one box per DET output (2: the
+    ancestor over cls 0 and 1, and cls 2), each training image relabelled as the detector's
+    objects are; an SCR names no class and keeps every boxed image."""
+    from train_spatial_support import TOY_WIDTH
+
+    from overfeat.data.boxed import clsloc_training_images
+    from overfeat.engine.detector import load_detector
+    from overfeat.engine.regressor import load_regressor, regressor_training_images
+    from overfeat.inference_cli import _check_detection_regressor
+    from overfeat.localize import check_regressor
+
+    root, cls = layout["root"], layout["cls"]
+    dstate = torch.load(list_checkpoints(det_detector)[-1], weights_only=True)
+    plain = clsloc_training_images(root)
+    pcr_source = regressor_training_images(root, dstate, "pcr")
+    assert pcr_source.classes == [ANCESTOR, cls[2]] and len(pcr_source.records) == len(plain.records)
+    for r, p in zip(pcr_source.records, plain.records):
+        assert r.label == (0 if p.label < 2 else 1)
+        assert r.classes.tolist() == [0 if c < 2 else 1 for c in p.classes.tolist()]
+    scr_source = regressor_training_images(root, dstate, "scr")
+    assert scr_source.classes == cls
+    assert [r.label for r in scr_source.records] == [p.label for p in plain.records]
+
+    pcr = _train_regressor(det_detector, root, tmp_path / "pcr", "pcr")
+    assert pcr["regressor_config"] == {"kind": "pcr", "num_classes": 2, "width": TOY_WIDTH}
+    assert pcr["regressor"]["layers.reg3.weight"].shape[0] == 4 * 2
+    scr = _train_regressor(det_detector, root, tmp_path / "scr", "scr")
+    assert scr["regressor"]["layers.reg3.weight"].shape[0] == 4
+    detector, _ = load_detector(det_detector)
+    for run in ("pcr", "scr"):  # both box the detector's outputs: no refusal
+        _check_detection_regressor(detector, load_regressor(tmp_path / run, detector), check_regressor)
+
+    # A data set without a class the detector's outputs cover is not the detector's data.
+    other = dstate | {"detector": dstate["detector"] | {
+        "det_cover": dstate["detector"]["det_cover"] | {cls[2]: ["n01234567"]}}}  # fmt: skip
+    with pytest.raises(ValueError, match="cover 1 class.*n01234567.*pass the data set"):
+        regressor_training_images(root, other, "scr")

@@ -80,12 +80,13 @@ def test_window_labels_hand_worked():
     # Box of class 2, 45 × 45 at x 10..54: window 0 sees all of it and it covers 2,025 / 10,000
     # of the window (≥ 0.2): positive. Window 1 (x 50..149) sees columns 50..54, 5 of 45 (0.11
     # of the box, 0.02 of the window, both under 0.2): background.
-    # Box of class 1, 20 × 20 at x 210..229: inside window 2 whole, but 400 / 10,000 = 0.04 of
-    # it: too small to be its positive, too much of it to be background: ignored.
+    # Box of class 1, 20 × 20 at x 210..229: inside window 2 whole, 400 / 10,000 = 0.04 of it,
+    # under 0.2; no window does better, and 0.04 is above the 0.02 floor: window 2, its best
+    # window, is its positive.
     # Box of an unknown class (-1) filling window 3: never positive, never background.
     boxes = torch.tensor([[10, 10, 54, 54], [210, 40, 229, 59], [300, 0, 399, 99]])
     labels = window_labels(boxes, torch.tensor([2, 1, -1]), windows, BG)
-    assert labels.tolist() == [[2, BG, IGNORE, IGNORE]]
+    assert labels.tolist() == [[2, BG, 1, IGNORE]]
     # Box of class 2, 50 × 50 at x 140..189: window 1 sees columns 140..149, 10 of 50, exactly
     # 0.2 of the box: not half (no positive), not under 0.2 (no background): ignored.
     one = torch.tensor([[140, 0, 189, 49]])
@@ -95,6 +96,34 @@ def test_window_labels_hand_worked():
     assert window_labels(two, torch.tensor([0, 3]), windows[:, :1], BG).tolist() == [[3]]
     # No box at all: every window is background.
     assert window_labels(torch.zeros(0, 4), torch.zeros(0), windows, BG).tolist() == [[BG] * 4]
+
+
+def test_window_labels_small_box_takes_its_best_covering_windows_down_to_the_floor():
+    from overfeat.engine.detector import POSITIVE_FLOOR_COVER, POSITIVE_MIN_COVER
+
+    assert (POSITIVE_MIN_COVER, POSITIVE_FLOOR_COVER) == (0.2, 0.02)
+    # The same four 100 × 100 windows, x 0.., 50.., 200.., 300.. (windows 0 and 1 share 50..99).
+    windows = torch.tensor([[[0, 0, 99, 99], [50, 0, 149, 99], [200, 0, 299, 99],
+                             [300, 0, 399, 99]]])  # fmt: skip
+    # 20 × 20 at x 40..59: window 0 holds it whole (400 / 10,000 = 0.04 of the window), window 1
+    # columns 50..59, half of it (200 / 10,000 = 0.02): both hold half, only window 0 is its best.
+    # Window 1 sees half the box: no background either.
+    edge = torch.tensor([[40, 0, 59, 19]])
+    assert window_labels(edge, torch.tensor([3]), windows, BG).tolist() == [[3, IGNORE, BG, BG]]
+    # 20 × 20 at x 60..79: inside windows 0 and 1 whole, 0.04 of each: a tie, both positives.
+    shared = torch.tensor([[60, 0, 79, 19]])
+    assert window_labels(shared, torch.tensor([3]), windows, BG).tolist() == [[3, 3, BG, BG]]
+    # 14 × 14 at x 210..223: 196 / 10,000 = 0.0196 of window 2, under the floor: ignored.
+    # 15 × 14 at x 310..324: 210 / 10,000 = 0.021 of window 3, over it: positive.
+    tiny = torch.tensor([[210, 0, 223, 13], [310, 0, 324, 13]])
+    assert window_labels(tiny, torch.tensor([0, 1]), windows, BG).tolist() == [[BG, BG, IGNORE, 1]]
+    # A small box beside a large one of another class in window 0: the 60 × 60 box (0.36 of the
+    # window) wins it; the 10 × 20 box (0.02 of it, at x 70..79 also inside window 1 whole) keeps
+    # window 1, where the large one is 10 columns of 60 (inside 0.17, cover 0.06: not held).
+    both = torch.tensor([[0, 0, 59, 59], [70, 70, 79, 89]])
+    assert window_labels(both, torch.tensor([4, 2]), windows, BG).tolist() == [[4, 2, BG, BG]]
+    # An object of a class the network lacks makes no positive at any cover.
+    assert window_labels(edge, torch.tensor([-1]), windows, BG).tolist() == [[IGNORE, IGNORE, BG, BG]]
 
 
 # ------------------------------------------------------------------------ negative selection
@@ -290,13 +319,31 @@ def test_best_positive_cover_hand_worked():
 
 def test_a_small_box_reaches_its_area_over_the_window_at_the_fast_largest_scale():
     from overfeat.dense import window_boxes
-    from overfeat.engine.detector import POSITIVE_MIN_COVER, best_positive_cover
+    from overfeat.engine.detector import (
+        POSITIVE_FLOOR_COVER,
+        POSITIVE_MIN_COVER,
+        best_positive_cover,
+    )
     from overfeat.models import build_model
     from overfeat.scales import scale_sizes
 
     spec = build_model("fast", num_classes=2, width=0.125).spec
     windows = window_boxes(spec, scale_sizes(spec)[-1], "fine")  # 471 × 567
     # A 64 × 64 box inside a 231 × 231 window fills 4,096 / 53,361 of it at best: below 0.2,
-    # so under the cover rule it is no positive at the largest scale, nor at any smaller one.
+    # so the 0.2 cover alone makes it no positive at the largest scale, nor at any smaller one;
+    # at 0.077 it is above the floor, and its best windows are its positives.
     best = best_positive_cover(torch.tensor([[100, 100, 163, 163]]), windows)
     assert best.item() == pytest.approx(64 * 64 / 231**2) and best.item() < POSITIVE_MIN_COVER
+    assert best.item() >= POSITIVE_FLOOR_COVER
+
+
+def test_a_detectors_cache_key_names_the_positive_rule_it_was_trained_under(tmp_path, monkeypatch):
+    # a detector trained before POSITIVE_FLOOR_COVER is trained again, not reused
+    from overfeat.engine.detector import DetectorConfig
+    from overfeat.reproduce.networks import config_key
+
+    config = _config(tmp_path / "data", tmp_path / "cls", tmp_path / "out")
+    key = config_key(config)
+    assert "cover 0.02" in DetectorConfig.TARGETS
+    monkeypatch.setattr(DetectorConfig, "TARGETS", "positive: inside >= 0.5, cover >= 0.2")
+    assert config_key(config) != key

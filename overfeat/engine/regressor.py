@@ -35,7 +35,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from overfeat.data.boxed import BoxedImages, clsloc_training_images
+from overfeat.data import readers
+from overfeat.data.boxed import BoxedImages, BoxedSource, clsloc_training_images
+from overfeat.data.label_space import DET_SPACE, det_training_index
 from overfeat.data.sampler import epoch_permutation
 from overfeat.dense import interleave_offsets, offset_max_pool, window_boxes
 from overfeat.engine.checkpoint import find_latest_valid, load_checkpoint
@@ -62,6 +64,7 @@ __all__ = [
     "load_classifier_of",
     "load_regressor",
     "regressor_recipe",
+    "regressor_training_images",
     "train_regressor",
 ]
 
@@ -155,6 +158,37 @@ def object_classes(state: dict) -> int:
     return int(state["model_config"]["num_classes"])
 
 
+def regressor_training_images(data: str | Path, state: dict, kind: str) -> BoxedSource:
+    """The boxed CLS-LOC training images of ``data`` a regressor of ``kind`` on the network of
+    checkpoint ``state`` learns from, in that network's label space (REGRESSOR_DET_SPACE).
+
+    Decision REGRESSOR_DET_SPACE: on a detector in the DET label space (DET_LABEL_SPACE) a
+    per-class regressor has one box per DET output, and learns from the images whose class a
+    DET output covers, each image and box taking the covering DET class (DET_TRAINING_CLASS, as
+    the detector's training objects); the others have no output to box. A single-class
+    regressor names no class, so it learns from every boxed image, as on a classifier. Either
+    way a data set lacking a class the detector's outputs cover is refused, as one of another
+    class count is for a classifier: it is not the data the detector was made from."""
+    det = state.get("detector", {})
+    if det.get("label_space") != DET_SPACE:
+        return clsloc_training_images(data)
+    cover = {d: tuple(det["det_cover"][d]) for d in det["classes"]}
+    if kind == "scr":
+        source = clsloc_training_images(data)
+    else:
+        source = replace(clsloc_training_images(data, det_training_index(det["classes"], cover)),
+                         classes=list(det["classes"]))  # fmt: skip
+    _, cls_wnids, _ = readers.classification_samples(data, "train")
+    missing = sorted({w for ws in cover.values() for w in ws} - set(cls_wnids))
+    if missing:
+        raise ValueError(
+            f"--data {data}: the detector's DET outputs cover {len(missing)} class(es) this data "
+            f"set lacks ({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); pass the "
+            "data set its classifier was trained on"
+        )
+    return source
+
+
 def _network(state: dict) -> OverFeat:
     model = build_model(**state["model_config"])
     model.load_state_dict(state["model"])
@@ -210,8 +244,9 @@ class RegressorTask(SpatialTask):
         self.digest = features_digest(self.features_net)
         spec = self.features_net.spec
         self.num_classes = object_classes(cstate)
-        source = clsloc_training_images(config.data)
-        if len(source.classes) != self.num_classes:
+        source = regressor_training_images(config.data, cstate, config.kind)
+        det_space = cstate.get("detector", {}).get("label_space") == DET_SPACE
+        if len(source.classes) != self.num_classes and not det_space:
             raise ValueError(
                 f"--data {config.data}: {len(source.classes)} classes, but the network of "
                 f"{run / name} has {self.num_classes}; pass the data set it was trained on"
