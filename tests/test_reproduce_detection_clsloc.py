@@ -189,3 +189,29 @@ def test_a_set_without_det_split_or_validation_boxes_is_refused(tmp_path, clsloc
     request.data = str(data)
     with pytest.raises(reproduction.SourceError, match="no CLS-LOC validation boxes"):
         reproduce_detection(request)
+
+
+def test_every_on_a_det_split_takes_every_kth_listed_image(clsloc, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from overfeat.data.synthetic import SyntheticConfig, write_synthetic
+
+    data = tmp_path / "det"
+    write_synthetic(data, SyntheticConfig(seed=4, classes=CLASSES, train_per_class=1,
+                                          val_per_class=1, det_images=5, class_colours=True))  # fmt: skip
+    request = _request(clsloc, "det-every", every=2)
+    request.data = str(data)
+    meta = _meta(reproduce_detection(request))
+    det = data / "ILSVRC"
+    listed = (det / "ImageSets" / "DET" / "val.txt").read_text().split()[0::2]
+    picked = listed[::2]  # the 1st, 3rd and 5th listed images
+    counts = np.zeros(CLASSES, int)
+    for name in picked:
+        for obj in ET.parse(det / "Annotations" / "DET" / "val" / f"{name}.xml").iter("object"):
+            counts[meta["classes"].index(obj.findtext("name"))] += 1
+    assert meta["rows"]["DET-WIN"]["npos"] == counts.tolist()
+    assert (
+        f": {len(picked)} DET validation images ({counts.sum()} objects)"
+        in meta["data_description"]
+    )
+    assert "(every 2nd in list order)" in meta["data_description"]
