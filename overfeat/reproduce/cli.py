@@ -186,14 +186,19 @@ def register(subparsers) -> None:
         help="§5 / Figure 11: detection mAP with a background class",
         description="The detection system (§5): the detector's boxes from its regressor and "
         "from each window, and random boxes as the floor, scored by the ILSVRC DET harness on "
-        "the data set's DET validation images. With no --data: the embedded default "
+        "the data set's DET validation images (with no DET split: its boxed CLS-LOC validation "
+        "images, every box an object of its image's class). With no --data: the embedded default "
         "(synthetic DET images; the fast toy classifier of Table 2's default fine-tuned with a "
         "background class, and a regressor on it, trained here).",
     )
-    add_data_flag(det, "its DET validation images (ILSVRC/Data/DET/val and its XMLs)",
-                  absent=_EMBEDDED)  # fmt: skip
+    add_data_flag(det, "its DET validation images (ILSVRC/Data/DET/val and its XMLs); with no "
+                  "DET split, its boxed CLS-LOC validation images in its own classes "
+                  "(DET_FROM_CLSLOC_BOXES)", absent=_EMBEDDED)  # fmt: skip
     det.add_argument("--limit", type=int, default=None, metavar="N",
-                     help="only the first N DET validation images (default: all)")  # fmt: skip
+                     help="only the first N validation images (default: all)")  # fmt: skip
+    det.add_argument("--every", type=int, default=1, metavar="K",
+                     help="only every K-th validation image (DET list order; boxed CLS-LOC "
+                     "images in file-name order), before --limit")  # fmt: skip
     det.add_argument("--checkpoints", nargs="+", default=(), metavar="KIND=RUN",
                      help="classifier=RUN, detector=RUN (overfeat train detector), regressor=RUN "
                      "(overfeat train regressor on the detector) (default: none)")  # fmt: skip
@@ -358,6 +363,7 @@ def _run_detection(args: argparse.Namespace) -> int:
     request = DetectionRequest(
         data=args.data,
         limit=args.limit,
+        every=args.every,
         checkpoints=tuple(args.checkpoints),
         release_weights=args.release_weights,
         meta=args.meta,

@@ -5,7 +5,9 @@ fine-tuned with a background class, and a regressor trained on its features: tra
 with ``--checkpoints``, or trained here and cached, as the embedded default does, from a trained
 classifier or from the released network imported as a classifier run with ``--release-weights``),
 runs
-:func:`overfeat.detect.detect_dataset` over the DET validation images, scores the submission
+:func:`overfeat.detect.detect_dataset` over the DET validation images (or, where the data set
+has no DET split, its boxed CLS-LOC validation images in its own classes,
+DET_FROM_CLSLOC_BOXES: :mod:`overfeat.reproduce.clsloc_detection`), scores the submission
 with the harness (:func:`overfeat.detect.score_detections`, the devkit's ``eval_detection.m``
 rules) and writes ``reports/detection/<run>.csv`` and ``<run>.json``; :mod:`evaluation.render`
 renders the Markdown and the plot (per-class AP, sorted) from them.
@@ -30,6 +32,8 @@ import numpy as np
 import pandas as pd
 
 from evaluation.paper import read_reported
+from evaluation.render import ordinal
+from overfeat.reproduce.clsloc_detection import clsloc_detection_images, write_det_ground_truth
 from overfeat.reproduce.content import FileHashes
 from overfeat.reproduce.embedded import (
     EMBEDDED_DATA,
@@ -83,6 +87,7 @@ class DetectionRequest:
 
     data: str | None = None
     limit: int | None = None
+    every: int = 1
     checkpoints: tuple[str, ...] = ()  # classifier=RUN detector=RUN regressor=RUN
     release_weights: str | None = None
     meta: str | None = None
@@ -135,15 +140,35 @@ def _resolve(request: DetectionRequest):
     else:
         data = Path(request.data)
         if not data.is_dir():
-            raise SourceError(f"--data {data}: no such folder; pass a root with ILSVRC/Data/DET/val")
+            raise SourceError(f"--data {data}: no such folder; pass a root with ILSVRC/Data/DET/val "
+                              "or with boxed CLS-LOC validation images")  # fmt: skip
         desc = f"`{data.name}` ({data})"
         train, train_args = request.train, request.train_args
         detector_args, regressor_args = request.detector_args, request.regressor_args
     if request.det_devkit is not None and "--det-devkit" not in detector_args:
         detector_args = (*detector_args, "--det-devkit", str(request.det_devkit))  # DET_LABEL_SPACE
+    if request.every < 1:
+        raise SourceError(f"--every must be >= 1, got {request.every}")
     try:
-        dataset = open_detection(data, "val")
-        xml_dir = find_det_layout(data, "val").xml_dir
+        find_det_layout(data, "val")
+    except FileNotFoundError:
+        det_split = False
+    else:
+        det_split = True
+    if not det_split and request.det_devkit is not None:
+        raise SourceError(f"--det-devkit: --data {data} has no DET split; its boxed CLS-LOC "
+                          "validation images are scored in the classifier's own classes "
+                          "(DET_FROM_CLSLOC_BOXES); drop --det-devkit")  # fmt: skip
+    try:
+        if det_split:
+            dataset = open_detection(data, "val")
+            xml_dir = find_det_layout(data, "val").xml_dir
+            samples = dataset.samples[:: request.every][: request.limit or None]
+        else:
+            # DET_FROM_CLSLOC_BOXES: no DET split; its boxed CLS-LOC validation images are the
+            # detection task, their ground truth written as the DET XMLs the harness reads.
+            samples, _ = clsloc_detection_images(data, request.limit, request.every)
+            xml_dir = write_det_ground_truth(samples, _work(request, data) / "ground-truth")
     except (FileNotFoundError, ValueError) as exc:
         raise SourceError(f"--data {data}: {exc}") from None
     try:
@@ -155,9 +180,8 @@ def _resolve(request: DetectionRequest):
             raise SourceError(f"--data {data}: {exc}; training here needs the data set's "
                               "CLS-LOC classes: pass --checkpoints detector=RUN") from None  # fmt: skip
         classes = []
-    samples = dataset.samples[: request.limit] if request.limit else dataset.samples
     if not samples:
-        raise SourceError(f"--data {data}: no DET validation image")
+        raise SourceError(f"--data {data}: no validation image to score (check --limit/--every)")
     runs = _parse(request.checkpoints)
     cache = Path(request.cache) / "train" / data.name
     if request.release_weights is not None:
@@ -188,10 +212,29 @@ def _resolve(request: DetectionRequest):
         notes.append("SCR regressor trained here on the detector by `overfeat train regressor "
                      f"--classifier DETECTOR --data DATA --type scr {shlex.join(regressor_args)}`.")  # fmt: skip
     objects = sum(len(ann.boxes) for _, ann in samples)
-    desc += f": {len(samples):,} DET validation images ({objects} objects)"
+    if det_split:
+        desc += f": {len(samples):,} DET validation images ({objects} objects)"
+    else:
+        desc += (f": {len(samples):,} boxed CLS-LOC validation images ({objects} boxes) as a "
+                 f"detection task in the data set's {len(classes)} classes, every box an object "
+                 "of its image's class (DET_FROM_CLSLOC_BOXES)")  # fmt: skip
+        notes.append(f"No DET split: the ground truth is the CLS-LOC validation boxes of the "
+                     f"{len(samples):,} boxed validation images in file-name order, written as "
+                     f"DET XMLs to {xml_dir} (DET_FROM_CLSLOC_BOXES).")  # fmt: skip
+    if request.every > 1:
+        desc += f" (every {ordinal(request.every)} in {'list' if det_split else 'file-name'} order)"
     if request.limit:
         desc += f" (the first {request.limit})"
     return data, desc, samples, xml_dir, classes, runs, notes, objects
+
+
+def _run_name(request: DetectionRequest, data: Path) -> str:
+    return request.name or ("embedded-default" if request.data is None else data.name)
+
+
+def _work(request: DetectionRequest, data: Path) -> Path:
+    """Where the run's submissions, scores and (DET_FROM_CLSLOC_BOXES) ground truth are kept."""
+    return Path(request.cache) / "detection" / _run_name(request, data)
 
 
 def _label_space(request: DetectionRequest, data: Path, classes, detector_space: str,
@@ -303,8 +346,8 @@ def reproduce_detection(request: DetectionRequest) -> Path:
                  + (f"; the 2014 DET blacklist {space.devkit.blacklist} left out "
                     f"{len(blacklist)} (image, class) pairs." if blacklist is not None else "."))  # fmt: skip
     protocol = DetectionProtocol()
-    name = request.name or ("embedded-default" if request.data is None else f"{data.name}")
-    work = Path(request.cache) / "detection" / name
+    name = _run_name(request, data)
+    work = _work(request, data)
     work.mkdir(parents=True, exist_ok=True)
     names = [ann.image for _, ann in samples]
     sizes = np.array(_image_sizes([p for p, _ in samples]), dtype=np.int64).reshape(-1, 2)
