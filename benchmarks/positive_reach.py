@@ -63,6 +63,13 @@ def best_covers(anns, arch: str) -> np.ndarray:
     return np.concatenate(out)
 
 
+def _relative(path: Path) -> str:
+    """``path`` as seen from the current folder (a report names no machine's absolute paths)."""
+    import os
+
+    return os.path.relpath(path.resolve())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("xml_dir", type=Path, nargs="?", default=DEFAULT_XML_DIR,
@@ -86,7 +93,7 @@ def main() -> None:
         keep = np.sort(np.random.default_rng(args.seed).choice(total, args.limit, replace=False))
         anns = [anns[i] for i in keep]
         print(f"a sample of {len(anns)} of {total} images (seed {args.seed})", flush=True)
-    result = {"xml_dir": str(args.xml_dir), "images": len(anns), "images_in_dir": total,
+    result = {"xml_dir": _relative(args.xml_dir), "images": len(anns), "images_in_dir": total,
               "sample_seed": args.seed if len(anns) < total else None,
               "objects": int(sum(len(a.boxes) for a in anns)), "rules": RULES,
               "archs": {}}  # fmt: skip
