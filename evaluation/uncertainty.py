@@ -100,18 +100,57 @@ class MetricByImage:
         self.score = np.asarray(score, dtype=np.float64)
         self.matched = np.asarray(matched, dtype=bool)
         self.n = positives.shape[0]
+        # The devkit's order of one copy of every image: class, score (highest first), image,
+        # file order. A resample keeps that order and repeats each detection as often as its
+        # image is drawn, its copies side by side, unless two detections of one image and class
+        # tie in score: then the copies interleave (image, copy, file order) and only the
+        # literal expansion below scores them right.
+        order = np.lexsort((np.arange(len(image)), image, -self.score, label))
+        self._order = order
+        lab, img, sc = label[order], image[order], self.score[order]
+        tied = (lab[1:] == lab[:-1]) & (img[1:] == img[:-1]) & (sc[1:] == sc[:-1])
+        self._fast = not tied.any()
 
     def __call__(self, indices) -> float:
         weight = np.bincount(np.asarray(indices), minlength=self.n)
         npos = weight @ self.positives
+        ap = self._weighted(weight, npos) if self._fast else self._expanded(weight, npos)
+        valid = ~np.isnan(ap)
+        return float(ap[valid].mean()) if valid.any() else math.nan
+
+    def _expanded(self, weight: np.ndarray, npos: np.ndarray) -> np.ndarray:
+        """The literal resample: every copy of every drawn image's detections, scored as the
+        devkit scores a list (:func:`evaluation.detection.average_precision`)."""
         repeat = weight[self.image]
         keep = np.repeat(np.arange(len(self.image)), repeat)
         copy = np.arange(len(keep)) - np.repeat(np.cumsum(repeat) - repeat, repeat)
         tie = np.empty(len(keep), dtype=np.int64)
         tie[np.lexsort((keep, copy, self.image[keep]))] = np.arange(len(keep))
-        ap = average_precision(self.label[keep], self.score[keep], self.matched[keep], tie, npos)
-        valid = ~np.isnan(ap)
-        return float(ap[valid].mean()) if valid.any() else math.nan
+        return average_precision(self.label[keep], self.score[keep], self.matched[keep], tie, npos)
+
+    def _weighted(self, weight: np.ndarray, npos: np.ndarray) -> np.ndarray:
+        """The same AP without expanding: in one class's list a detection's ``w`` copies stand
+        side by side; along a run of true positives precision does not fall, along a run of
+        false positives it stays below the precision before the run, so the envelope (the best
+        precision at that rank or later) is the same at every copy of a run and equals the
+        best over the runs' last copies. VOCap's (1/npos) Σ over true positives of the envelope
+        is then Σ w × envelope over the matched detections."""
+        order = self._order
+        w = weight[self.image[order]]
+        drawn = w > 0
+        order, w = order[drawn], w[drawn].astype(np.float64)
+        lab, hit = self.label[order], self.matched[order]
+        c = len(npos)
+        starts = np.searchsorted(lab, np.arange(c + 1))
+        tp_w = np.where(hit, w, 0.0)
+        sums = np.zeros(c)
+        for k in np.flatnonzero(starts[1:] > starts[:-1]):
+            lo, hi = starts[k], starts[k + 1]
+            precision = np.cumsum(tp_w[lo:hi]) / np.cumsum(w[lo:hi])
+            envelope = np.maximum.accumulate(precision[::-1])[::-1]
+            sums[k] = tp_w[lo:hi] @ envelope
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(npos > 0, sums / np.maximum(npos, 1), np.nan)
 
 
 def map_by_image(outcomes: pd.DataFrame, row: str) -> MetricByImage | None:

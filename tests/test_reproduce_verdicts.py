@@ -143,10 +143,11 @@ def test_the_report_command_recomputes_the_directions_from_outcomes_files_alone(
     and the README block carry the verdicts the outcomes give; a report without outcomes says
     it has none."""
     reports = tmp_path / "reports"
-    for artifact in ("table2", "figure9", "detection"):
-        shutil.copytree(REPORTS / artifact, reports / artifact)
+    shutil.copytree(REPORTS / "table2", reports / "table2")
     for stale in reports.rglob("*.md"):
         stale.unlink()
+    # The other committed report as a run without per-image outcomes would have left it.
+    outcomes_path(reports / "table2" / "imagenette-10.csv").unlink(missing_ok=True)
     csv = reports / "table2" / "embedded-default.csv"
     rates = {"T2-2": 0.5, "T2-3": 0.4, "T2-4": 0.6, "T2-5": 0.6, "T2-6": 0.5, "T2-7": 0.5,
              "T2-8": 0.5, "T2-9": 0.5}  # fmt: skip
@@ -231,6 +232,7 @@ def test_map_by_image_is_the_devkits_map_on_the_resampled_image_list(tmp_path):
     write_outcomes(tmp_path / "o.csv.gz", _long_outcomes("DET-REG", det, images, classes))
     outcomes = read_outcomes(tmp_path / "o.csv.gz")
     stat = map_by_image(outcomes, "DET-REG")
+    assert not stat._fast  # scores on a 1/20 grid: ties within an image, the literal expansion
     # Decision DETECTION_OUTCOMES_TRIMMED: without each class's detections scored below its
     # last true positive, every resample's mAP is the same.
     is_det = outcomes["kind"] == "detection"
@@ -254,6 +256,30 @@ def test_map_by_image_is_the_devkits_map_on_the_resampled_image_list(tmp_path):
                                      classes)  # fmt: skip
         assert stat(draw) == pytest.approx(res.mean_ap, abs=1e-12)
         assert trimmed(draw) == pytest.approx(res.mean_ap, abs=1e-12)
+
+
+def test_map_by_image_without_ties_weights_each_drawn_copy_as_the_devkit_would(tmp_path):
+    """The weighted path (no two detections of one image and class tied in score) against the
+    devkit's scorer on the physically repeated image list, as above."""
+    rng = np.random.default_rng(5)
+    images, classes = 15, 4
+    d_img, d_lab, _, d_box, g_img, g_lab, g_box = _detections(rng, images, classes)
+    d_conf = rng.permutation(len(d_img)) / len(d_img)  # every score distinct
+    det = (d_img, d_lab, d_conf, d_box, g_img, g_lab, g_box)
+    write_outcomes(tmp_path / "o.csv.gz", _long_outcomes("DET-REG", det, images, classes))
+    stat = map_by_image(read_outcomes(tmp_path / "o.csv.gz"), "DET-REG")
+    assert stat._fast
+    for draw in [np.arange(images)] + [np.sort(rng.integers(0, images, images)) for _ in range(6)]:
+        sel_d = [np.flatnonzero(d_img == i) for i in draw]
+        sel_g = [np.flatnonzero(g_img == i) for i in draw]
+        di = np.concatenate([np.full(len(s), j) for j, s in enumerate(sel_d)])
+        gi = np.concatenate([np.full(len(s), j) for j, s in enumerate(sel_g)])
+        sd, sg = np.concatenate(sel_d), np.concatenate(sel_g)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = evaluate_detection(di, d_lab[sd], d_conf[sd], d_box[sd], gi, g_lab[sg], g_box[sg],
+                                     classes)  # fmt: skip
+        assert stat(draw) == pytest.approx(res.mean_ap, abs=1e-12)
 
 
 def test_detection_outcomes_read_back_from_a_submission_give_its_harness_map(tmp_path):
