@@ -375,7 +375,7 @@ def part_localization(ctx) -> dict:
             "--merge-workers", str(default_merge_workers()), "--merge-device", _device(ctx)]  # fmt: skip
     if dry:
         argv += ["--images", "1", "--archs", "fast", "--scale-counts", "1,2", "--width",
-                 str(TOY_WIDTH)]  # fmt: skip
+                 str(TOY_WIDTH), "--repeats", "1"]  # fmt: skip
     else:
         argv += ["--images", "16", "--batch-size", "8", "--scale-counts", "4,6", "--repeats", "2"]
     if ctx["peak_tflops"]:

@@ -277,7 +277,8 @@ def parse_args(argv=None):
     parser.add_argument("--gpu-cores", type=int, default=GPU_CORES,
                         help="CPU cores of the projected GPU machine")  # fmt: skip
     parser.add_argument("--ratio-arch", default="fast")
-    parser.add_argument("--repeats", type=int, default=1, help="side-by-side passes, best kept")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="side-by-side passes per mode, interleaved, best kept")  # fmt: skip
     parser.add_argument("--no-split", dest="split", action="store_false")
     parser.add_argument("--no-ratio", dest="ratio", action="store_false")
     parser.add_argument("--box-jitter", type=float, default=0.1, metavar="SIDES")

@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = [
     "DET_SPACE",
     "DATASET_SPACE",
+    "DetClasses",
     "DetDevkit",
     "LabelSpace",
     "det_output_classes",
@@ -147,9 +149,19 @@ def scoring_space(
     return LabelSpace(DATASET_SPACE, tuple(dataset_classes), names, None)
 
 
+class DetClasses(NamedTuple):
+    """A detector in the DET label space: ``cls_wnids`` the classifier's C classes in output
+    order, ``det_wnids`` the D DET classes in output order, ``mapping`` each DET class → the
+    classes it covers (:func:`evaluation.hierarchy.det_class_cover`)."""
+
+    cls_wnids: Sequence[str]
+    det_wnids: Sequence[str]
+    mapping: Mapping[str, Sequence[str]]
+
+
 def det_output_classes(cls_wnids: Sequence[str], devkit: DetDevkit):
     """The DET outputs of a detector made from a classifier of classes ``cls_wnids`` →
-    :class:`overfeat.engine.detector.DetClasses` (the classifier's classes, the DET classes in
+    :class:`DetClasses` (the classifier's classes, the DET classes in
     DET_ID order, what each covers).
 
     Decision DET_COVERED_OUTPUTS: the detector outputs the DET classes that cover at least one of
@@ -161,7 +173,6 @@ def det_output_classes(cls_wnids: Sequence[str], devkit: DetDevkit):
     the classifier's classes cover no DET class."""
     from evaluation.hierarchy import Hierarchy, det_class_cover
     from evaluation.labels import DetLabels
-    from overfeat.engine.detector import DetClasses
 
     det = DetLabels.from_devkit_meta(devkit.meta_det).wnids
     cover = det_class_cover(Hierarchy.from_devkit_meta(devkit.meta_clsloc), det)

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -41,6 +40,7 @@ from overfeat.data.boxed import (
 from overfeat.data.label_space import (
     DATASET_SPACE,
     DET_SPACE,
+    DetClasses,
     det_output_classes,
     det_training_index,
     find_det_devkit,
@@ -323,16 +323,6 @@ class DenseScores(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dense_scores(self.model, x, self.offsets)
-
-
-class DetClasses(NamedTuple):
-    """A detector in the DET label space: ``cls_wnids`` the classifier's C classes in output
-    order, ``det_wnids`` the D DET classes in output order, ``mapping`` each DET class → the
-    classes it covers (:func:`evaluation.hierarchy.det_class_cover`)."""
-
-    cls_wnids: Sequence[str]
-    det_wnids: Sequence[str]
-    mapping: Mapping[str, Sequence[str]]
 
 
 def _last_layer(model: OverFeat) -> nn.Conv2d:
