@@ -222,6 +222,22 @@ def _long_outcomes(row, det, images, classes):
     return detection_table(names, pos, {row: dets})
 
 
+def _devkit_map_on_draw(det, draw, classes: int) -> float:
+    """Brute force: the images ``draw`` names, in order, each copy a new image of its own (copy j
+    holds the detections and boxes of image ``draw[j]``), scored by evaluate_detection."""
+    d_img, d_lab, d_conf, d_box, g_img, g_lab, g_box = det
+    sel_d = [np.flatnonzero(d_img == i) for i in draw]
+    sel_g = [np.flatnonzero(g_img == i) for i in draw]
+    di = np.concatenate([np.full(len(s), j) for j, s in enumerate(sel_d)])
+    gi = np.concatenate([np.full(len(s), j) for j, s in enumerate(sel_g)])
+    sd, sg = np.concatenate(sel_d), np.concatenate(sel_g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # classes without objects in a resample
+        res = evaluate_detection(di, d_lab[sd], d_conf[sd], d_box[sd], gi, g_lab[sg], g_box[sg],
+                                 classes)  # fmt: skip
+    return res.mean_ap
+
+
 def test_map_by_image_is_the_devkits_map_on_the_resampled_image_list(tmp_path):
     """Brute force: the images a resample draws (in their original order), each copy a new
     image of its own, scored by evaluate_detection; the by-image statistic must give the same
@@ -241,21 +257,11 @@ def test_map_by_image_is_the_devkits_map_on_the_resampled_image_list(tmp_path):
     low = dets["score"] < dets["class"].map(floor).fillna(np.inf)
     trimmed = map_by_image(outcomes.drop(index=dets.index[low]), "DET-REG")
     assert low.any()
-    d_img, d_lab, d_conf, d_box, g_img, g_lab, g_box = det
     draws = [np.arange(images)] + [np.sort(rng.integers(0, images, images)) for _ in range(4)]
     for draw in draws:
-        # Copy j of the resample is image j; its detections and boxes are those of image draw[j].
-        sel_d = [np.flatnonzero(d_img == i) for i in draw]
-        sel_g = [np.flatnonzero(g_img == i) for i in draw]
-        di = np.concatenate([np.full(len(s), j) for j, s in enumerate(sel_d)])
-        gi = np.concatenate([np.full(len(s), j) for j, s in enumerate(sel_g)])
-        sd, sg = np.concatenate(sel_d), np.concatenate(sel_g)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # classes without objects in a resample
-            res = evaluate_detection(di, d_lab[sd], d_conf[sd], d_box[sd], gi, g_lab[sg], g_box[sg],
-                                     classes)  # fmt: skip
-        assert stat(draw) == pytest.approx(res.mean_ap, abs=1e-12)
-        assert trimmed(draw) == pytest.approx(res.mean_ap, abs=1e-12)
+        expected = _devkit_map_on_draw(det, draw, classes)
+        assert stat(draw) == pytest.approx(expected, abs=1e-12)
+        assert trimmed(draw) == pytest.approx(expected, abs=1e-12)
 
 
 def test_map_by_image_without_ties_weights_each_drawn_copy_as_the_devkit_would(tmp_path):
@@ -270,16 +276,7 @@ def test_map_by_image_without_ties_weights_each_drawn_copy_as_the_devkit_would(t
     stat = map_by_image(read_outcomes(tmp_path / "o.csv.gz"), "DET-REG")
     assert stat._fast
     for draw in [np.arange(images)] + [np.sort(rng.integers(0, images, images)) for _ in range(6)]:
-        sel_d = [np.flatnonzero(d_img == i) for i in draw]
-        sel_g = [np.flatnonzero(g_img == i) for i in draw]
-        di = np.concatenate([np.full(len(s), j) for j, s in enumerate(sel_d)])
-        gi = np.concatenate([np.full(len(s), j) for j, s in enumerate(sel_g)])
-        sd, sg = np.concatenate(sel_d), np.concatenate(sel_g)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = evaluate_detection(di, d_lab[sd], d_conf[sd], d_box[sd], gi, g_lab[sg], g_box[sg],
-                                     classes)  # fmt: skip
-        assert stat(draw) == pytest.approx(res.mean_ap, abs=1e-12)
+        assert stat(draw) == pytest.approx(_devkit_map_on_draw(det, draw, classes), abs=1e-12)
 
 
 def test_detection_outcomes_read_back_from_a_submission_give_its_harness_map(tmp_path):
