@@ -213,3 +213,30 @@ def test_a_sampled_run_says_every_third_image(tiny_data, fast_run, tmp_path):
     assert _table2(tiny_data, fast_run, tmp_path, "--no-progress", "--every", "3") == 0
     md = next((tmp_path / "reports" / "table2").glob("*.md")).read_text()
     assert "(every 3rd image in file-name order)" in md and "-th" not in md
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_no_progress_reaches_the_training_a_reproduction_starts(tiny_data, tmp_path, monkeypatch,
+                                                                progress):  # fmt: skip
+    """``--no-progress`` on a reproduction silences the networks it trains as well (their
+    progress is not part of the cache key, so the same run folder is used either way)."""
+    import overfeat.engine.train as engine_train
+    from overfeat.reproduce.networks import train_missing
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def record(config, resume):
+        seen.append((config.progress, config.out))
+        raise Stop
+
+    monkeypatch.setattr(engine_train, "train_classifier", record)
+    with pytest.raises(Stop):
+        train_missing(tiny_data, tmp_path, {"fast": 1}, ("--recipe", "toy", "--epochs", "1"), 3,
+                      progress=progress)  # fmt: skip
+    with pytest.raises(Stop):
+        train_missing(tiny_data, tmp_path, {"fast": 1}, ("--recipe", "toy", "--epochs", "1"), 3)
+    assert seen[0][0] is progress and seen[1][0] is True
+    assert seen[0][1] == seen[1][1]

@@ -23,7 +23,7 @@ from evaluation.outcomes import (
     read_outcomes,
     write_outcomes,
 )
-from evaluation.render import read_judged, render_all, table2_markdown
+from evaluation.render import read_judged, render_all, table2_markdown, update_readme
 from evaluation.uncertainty import map_by_image, with_intervals
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
@@ -170,6 +170,25 @@ def test_the_report_command_recomputes_the_directions_from_outcomes_files_alone(
     assert "Intervals and verdicts are not available for this report" in other
     # The CSV's own numbers are left as the run wrote them.
     assert pd.read_csv(csv).equals(pd.read_csv(REPORTS / "table2" / "embedded-default.csv"))
+
+
+def test_a_single_run_rewrites_only_its_own_readme_block(tmp_path):
+    """Decision README_BLOCK_PER_RUN: ``update_readme(..., names=("table2",))`` fills the Table 2
+    block from the reports and leaves the other blocks exactly as they were, stale or not."""
+    reports = tmp_path / "reports"
+    shutil.copytree(REPORTS / "table2", reports / "table2")
+    shutil.copytree(REPORTS / "figure9", reports / "figure9")
+    stale = "<!-- reproduce:figure9 begin -->\nstale figure 9\n<!-- reproduce:figure9 end -->\n"
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- reproduce:table2 begin -->\nstale table 2\n<!-- reproduce:table2 end -->\n"
+                      + stale)  # fmt: skip
+    assert not update_readme(readme, reports, names=("table2",))
+    text = readme.read_text()
+    assert "stale table 2" not in text and "| T2-9 |" in text
+    assert text.endswith(stale)
+    # Without names every block is rewritten.
+    update_readme(readme, reports)
+    assert "stale figure 9" not in readme.read_text() and "| F9-6 |" in readme.read_text()
 
 
 def test_outcomes_of_two_invocations_merge_and_later_columns_win():

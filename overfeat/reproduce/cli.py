@@ -266,7 +266,8 @@ def _command() -> str:
 
 
 def _render(args: argparse.Namespace, csv_path) -> None:
-    """Render this run's own report files, and the README's blocks with ``--readme``.
+    """Render this run's own report files, and with ``--readme`` the README's block of its
+    artifact (decision README_BLOCK_PER_RUN, :func:`evaluation.render.readme_blocks`).
 
     Decision INDEX_BY_REPORT_AND_ALL: the index ``reports/README.md`` is rebuilt by ``reproduce
     report`` and ``reproduce all`` only, so a single run leaves the tracked index and the other
@@ -281,7 +282,7 @@ def _render(args: argparse.Namespace, csv_path) -> None:
         print(line, flush=True)
     render_run(csv_path)
     if args.readme and Path(args.readme).is_file():
-        update_readme(args.readme, args.reports)
+        update_readme(args.readme, args.reports, names=(Path(csv_path).parent.name,))
 
 
 def _devkit_folders(args: argparse.Namespace) -> tuple[str | None, ...]:

@@ -117,10 +117,11 @@ def _parse(values) -> dict[str, Path]:
     return out
 
 
-def train_detector_cached(classifier: Path, data: Path, args, cache: Path) -> Path:
+def train_detector_cached(classifier: Path, data: Path, args, cache: Path,
+                          progress: bool = True) -> Path:  # fmt: skip
     """Train (or reuse, or resume) a detector on ``classifier`` under ``cache``."""
     return train_spatial_cached("detector", classifier, data, args, cache,
-                                f"detector-{classifier.name}", "--detector-args")  # fmt: skip
+                                f"detector-{classifier.name}", "--detector-args", progress)  # fmt: skip
 
 
 def _resolve(request: DetectionRequest):
@@ -199,16 +200,18 @@ def _resolve(request: DetectionRequest):
             raise SourceError("--data needs networks: --checkpoints detector=RUN regressor=RUN, "
                               "or --train")  # fmt: skip
         if "classifier" not in runs:
-            ref = train_missing(data, cache, {"fast": 1}, train_args, len(classes))["fast"][0]
+            ref = train_missing(data, cache, {"fast": 1}, train_args, len(classes),
+                                request.options.progress)["fast"][0]
             runs["classifier"] = Path(ref.key.rsplit(":", 1)[0])
             notes.append("Classifier trained here by `overfeat train classifier --data DATA "
                          f"--arch fast {shlex.join(train_args)}`.")  # fmt: skip
-        runs["detector"] = train_detector_cached(runs["classifier"], data, detector_args, cache)
+        runs["detector"] = train_detector_cached(runs["classifier"], data, detector_args, cache,
+                                                 request.options.progress)
         notes.append("Detector trained here by `overfeat train detector --classifier CLASSIFIER "
                      f"--data DATA {shlex.join(detector_args)}`.")  # fmt: skip
     if "regressor" not in runs and train:
         runs["regressor"] = train_regressor_cached(runs["detector"], data, "scr", regressor_args,
-                                                   cache)  # fmt: skip
+                                                   cache, request.options.progress)  # fmt: skip
         notes.append("SCR regressor trained here on the detector by `overfeat train regressor "
                      f"--classifier DETECTOR --data DATA --type scr {shlex.join(regressor_args)}`.")  # fmt: skip
     objects = sum(len(ann.boxes) for _, ann in samples)

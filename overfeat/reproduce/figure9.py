@@ -177,10 +177,11 @@ def parse_runs(values) -> dict[str, Path]:
     return out
 
 
-def train_regressor_cached(classifier: Path, data: Path, kind: str, args, cache: Path) -> Path:
+def train_regressor_cached(classifier: Path, data: Path, kind: str, args, cache: Path,
+                           progress: bool = True) -> Path:  # fmt: skip
     """Train (or reuse, or resume) a ``kind`` regressor on ``classifier`` under ``cache``."""
     return train_spatial_cached("regressor", classifier, data, ("--type", kind, *args), cache,
-                                f"regressor-{kind}-{classifier.name}", "--regressor-args")  # fmt: skip
+                                f"regressor-{kind}-{classifier.name}", "--regressor-args", progress)  # fmt: skip
 
 
 def _resolve(request: Figure9Request):
@@ -224,13 +225,15 @@ def _resolve(request: Figure9Request):
         if not train:
             raise SourceError("--data needs networks: --checkpoints classifier=RUN scr=RUN pcr=RUN, "
                               "or --train")  # fmt: skip
-        ref = train_missing(data, cache, {request.arch: 1}, train_args, len(classes))[request.arch][0]
+        ref = train_missing(data, cache, {request.arch: 1}, train_args, len(classes),
+                            request.options.progress)[request.arch][0]
         runs["classifier"] = Path(ref.key.rsplit(":", 1)[0])
         notes.append(f"Classifier trained here by `overfeat train classifier --data DATA --arch "
                      f"{request.arch} {shlex.join(train_args)}`.")  # fmt: skip
     for kind in ("scr", "pcr"):
         if kind not in runs and train:
-            runs[kind] = train_regressor_cached(runs["classifier"], data, kind, regressor_args, cache)
+            runs[kind] = train_regressor_cached(runs["classifier"], data, kind, regressor_args, cache,
+                                                request.options.progress)
             notes.append(f"{kind.upper()} regressor trained here by `overfeat train regressor "
                          f"--classifier CLASSIFIER --data DATA --type {kind} "
                          f"{shlex.join(regressor_args)}`.")  # fmt: skip

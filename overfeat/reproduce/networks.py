@@ -92,11 +92,14 @@ def train_missing(
     members: dict[str, int],
     train_args: Sequence[str],
     num_classes: int,
+    progress: bool = True,
 ) -> dict[str, list[NetworkRef]]:
     """Train ``members[arch]`` networks of each ``arch`` on ``data`` unless already trained.
 
     Runs live in ``cache/<arch>-m<member>-<config hash>``: a finished run is reused, an
     unfinished one resumed (``--resume auto``), a changed configuration trains a new folder.
+    ``progress=False`` (the reproduction's ``--no-progress``) silences the training's progress
+    too; it is not part of the configuration's key.
     """
     from overfeat.engine.checkpoint import find_latest_valid
     from overfeat.engine.train import train_classifier
@@ -111,17 +114,19 @@ def train_missing(
             found = find_latest_valid(run) if run.is_dir() else None
             if found is None or found[1]["progress"]["epoch"] < config.epochs:
                 print(f"training {arch} network {m + 1} of {n} into {run}", flush=True)
-                train_classifier(replace(config, out=str(run)), resume="auto")
+                quiet = config.progress and progress
+                train_classifier(replace(config, out=str(run), progress=quiet), resume="auto")
             refs.append(checked_run(run, arch, num_classes, "--train"))
         out[arch] = refs
     return out
 
 
 def train_spatial_cached(what: str, classifier: Path, data: Path, args: Sequence[str],
-                         cache: Path, name: str, flag: str) -> Path:  # fmt: skip
+                         cache: Path, name: str, flag: str, progress: bool = True) -> Path:  # fmt: skip
     """Train (or reuse, or resume) an ``overfeat train regressor|detector`` run (``what``) on the
     classifier run ``classifier`` with ``args``, in ``cache/<name>-<config hash>``; a flag it
-    cannot read is a :class:`SourceError` naming ``flag``."""
+    cannot read is a :class:`SourceError` naming ``flag``; ``progress`` as in
+    :func:`train_missing`."""
     from overfeat.engine.checkpoint import find_latest_valid
     from overfeat.engine.cli import build_spatial_config
 
@@ -142,7 +147,7 @@ def train_spatial_cached(what: str, classifier: Path, data: Path, args: Sequence
     found = find_latest_valid(run, required=required) if run.is_dir() else None
     if found is None or found[1]["progress"]["epoch"] < probe.epochs:
         print(f"training the {name.split('-')[0]} into {run}", flush=True)
-        train(replace(probe, out=str(run)), resume="auto")
+        train(replace(probe, out=str(run), progress=probe.progress and progress), resume="auto")
     return run
 
 

@@ -135,7 +135,8 @@ def _resolve(request: Table2Request):
         missing = {a: members[a] for a in ("fast", "accurate") if a not in networks}
         if missing:
             cache = Path(request.cache) / "train" / f"{data.name}"
-            networks.update(train_missing(data, cache, missing, train_args, len(classes)))
+            networks.update(train_missing(data, cache, missing, train_args, len(classes),
+                                          request.options.progress))
             notes.append(
                 "Networks trained here by `overfeat train classifier --data DATA "
                 + " ".join(train_args)
