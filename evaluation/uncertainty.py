@@ -106,10 +106,11 @@ class MetricByImage:
         # tie in score: then the copies interleave (image, copy, file order) and only the
         # literal expansion below scores them right.
         order = np.lexsort((np.arange(len(image)), image, -self.score, label))
-        self._order = order
         lab, img, sc = label[order], image[order], self.score[order]
         tied = (lab[1:] == lab[:-1]) & (img[1:] == img[:-1]) & (sc[1:] == sc[:-1])
         self._fast = not tied.any()
+        # The weighted path reads the detections in that order on every resample.
+        self._sorted = lab, img, self.matched[order]
 
     def __call__(self, indices) -> float:
         weight = np.bincount(np.asarray(indices), minlength=self.n)
@@ -135,11 +136,10 @@ class MetricByImage:
         precision at that rank or later) is the same at every copy of a run and equals the
         best over the runs' last copies. VOCap's (1/npos) Σ over true positives of the envelope
         is then Σ w × envelope over the matched detections."""
-        order = self._order
-        w = weight[self.image[order]]
+        lab, img, hit = self._sorted
+        w = weight[img]
         drawn = w > 0
-        order, w = order[drawn], w[drawn].astype(np.float64)
-        lab, hit = self.label[order], self.matched[order]
+        lab, hit, w = lab[drawn], hit[drawn], w[drawn].astype(np.float64)
         c = len(npos)
         starts = np.searchsorted(lab, np.arange(c + 1))
         tp_w = np.where(hit, w, 0.0)

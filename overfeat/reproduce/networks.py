@@ -114,8 +114,8 @@ def train_missing(
             found = find_latest_valid(run) if run.is_dir() else None
             if found is None or found[1]["progress"]["epoch"] < config.epochs:
                 print(f"training {arch} network {m + 1} of {n} into {run}", flush=True)
-                quiet = config.progress and progress
-                train_classifier(replace(config, out=str(run), progress=quiet), resume="auto")
+                shown = config.progress and progress
+                train_classifier(replace(config, out=str(run), progress=shown), resume="auto")
             refs.append(checked_run(run, arch, num_classes, "--train"))
         out[arch] = refs
     return out
